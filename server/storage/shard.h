@@ -1,0 +1,112 @@
+#ifndef TALLY_SERVER_STORAGE_SHARD_H_
+#define TALLY_SERVER_STORAGE_SHARD_H_
+
+// A Shard is the local store of one (scenario, partition): one LMDB environment in one directory,
+// with the databases
+//   reports: object_key \0 agent_id -> tally.records.v1.Vote      (live votes of an object)
+//   states:  object_key             -> tally.records.v1.StoredState
+//   expiry:  be64(expires_at_ms) object_key \0 agent_id -> ""      (index for the expiry task)
+//   meta:    "meta"                 -> tally.records.v1.ShardMeta
+// Object keys must not contain '\0' (callers validate this).
+//
+// Writes are buffered in a WriteBatch and applied in one LMDB transaction by Commit(). This keeps
+// the LMDB write lock short and lets Commit() grow the map on MDB_MAP_FULL and re-apply the batch,
+// so a full map never fails a write (the processor commits a shard only after its Kafka
+// transaction committed, and must not fail then).
+//
+// Readers (any thread, concurrently with the writer) see committed snapshots only: MDB_NOTLS.
+//
+// Thread safety: a Shard is safe for concurrent use. At most one WriteBatch may be open at a time
+// (the processor's thread); Reader objects may be created and used from any thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tally/records/v1/records.pb.h"
+
+namespace tally::storage {
+
+struct ShardOptions {
+  // Initial LMDB map size; doubled whenever a commit finds the map full.
+  uint64_t initial_map_size = uint64_t{1} << 30;
+  // Skip fsync on commit (restore does this and syncs once at the end with Sync()).
+  bool no_sync = false;
+};
+
+// The whole of one object: what the changelog carries and the processor's unit of work.
+struct ObjectData {
+  records::v1::StoredState state;
+  std::vector<records::v1::Vote> votes;  // sorted by agent_id
+};
+
+class Shard;
+
+// A consistent read-only snapshot of a shard. Cheap to create; hold it only briefly (a long-lived
+// reader pins old pages and blocks map growth).
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  virtual absl::StatusOr<std::optional<records::v1::StoredState>> GetState(
+      std::string_view object_key) = 0;
+  virtual absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) = 0;
+  // Up to `limit` states with key > `after` (or >= `after` if `inclusive`) and starting with
+  // `prefix`, in key order. `after` empty: from the first key with the prefix.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, records::v1::StoredState>>> Scan(
+      std::string_view prefix, std::string_view after, bool inclusive, size_t limit) = 0;
+  // Keys of objects with a vote whose expires_at_ms <= now_ms, earliest first, at most `limit`,
+  // without duplicates.
+  virtual absl::StatusOr<std::vector<std::string>> ExpiredObjects(int64_t now_ms,
+                                                                  size_t limit) = 0;
+  virtual absl::StatusOr<records::v1::ShardMeta> GetMeta() = 0;
+  // Number of objects with a state (for tests and metrics).
+  virtual absl::StatusOr<uint64_t> CountStates() = 0;
+};
+
+// Buffered writes to one shard. Reads through a batch see its own pending writes over the
+// committed snapshot taken when it was opened.
+class WriteBatch {
+ public:
+  virtual ~WriteBatch() = default;
+  virtual absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) = 0;
+  // Replaces the object: its state and its whole set of votes (expiry index kept in step).
+  virtual void PutObject(std::string_view object_key, ObjectData data) = 0;
+  // Removes the object, its votes and their expiry entries.
+  virtual void DeleteObject(std::string_view object_key) = 0;
+  virtual void SetMeta(records::v1::ShardMeta meta) = 0;
+  virtual absl::StatusOr<records::v1::ShardMeta> GetMeta() = 0;
+  // Number of pending object writes.
+  virtual size_t size() const = 0;
+  // Applies everything in one LMDB transaction. On MDB_MAP_FULL grows the map (waiting for
+  // readers to finish) and retries. Returns a non-OK status only for I/O errors; the batch is
+  // then unusable and the shard unchanged.
+  virtual absl::Status Commit() = 0;
+};
+
+class Shard {
+ public:
+  virtual ~Shard() = default;
+  // Opens or creates the shard in `dir` (created if missing). Fails with FAILED_PRECONDITION if
+  // the directory holds a shard of another schema version.
+  static absl::StatusOr<std::unique_ptr<Shard>> Open(const std::string& dir,
+                                                     const ShardOptions& options);
+  virtual absl::StatusOr<std::unique_ptr<Reader>> NewReader() = 0;
+  // At most one open batch at a time.
+  virtual absl::StatusOr<std::unique_ptr<WriteBatch>> NewWriteBatch() = 0;
+  // Flushes to disk (after writes made with no_sync).
+  virtual absl::Status Sync() = 0;
+  virtual uint64_t map_size() const = 0;
+  virtual const std::string& dir() const = 0;
+};
+
+inline constexpr int32_t kShardSchemaVersion = 1;
+
+}  // namespace tally::storage
+
+#endif  // TALLY_SERVER_STORAGE_SHARD_H_
