@@ -1,0 +1,162 @@
+#include "server/config/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/processor/reducer.h"
+
+namespace tally::config {
+namespace {
+
+// Collects textproto parse errors with their position.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    errors_.push_back(absl::StrCat(line + 1, ":", column + 1, ": ", message));
+  }
+  void AddWarning(int line, int column, const std::string& message) override {
+    AddError(line, column, message);
+  }
+  std::string Joined() const { return absl::StrJoin(errors_, "; "); }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// Topic-name safe and readable: lower-case letters, digits, '-', '_' and '.'.
+bool IsName(const std::string& s, bool allow_dot) {
+  if (s.empty() || s.size() > 100) return false;
+  for (char c : s) {
+    bool ok = absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '_' ||
+              (allow_dot && c == '.');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::Status Invalid(const std::string& field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Config> ParseConfig(const std::string& text, const std::string& origin) {
+  v1::Config config;
+  absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(text);
+  if (!trimmed.empty() && trimmed.front() == '{') {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status = google::protobuf::util::JsonStringToMessage(text, &config, options);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": invalid JSON config: ", status.message().as_string()));
+    }
+    return config;
+  }
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": invalid textproto config: ", errors.Joined()));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config file ", path, ": cannot be read"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return ParseConfig(buffer.str(), path);
+}
+
+void ApplyDefaults(v1::Config& config) {
+  if (config.kafka().replication_factor() == 0) config.mutable_kafka()->set_replication_factor(1);
+  for (auto& scenario : *config.mutable_scenarios()) {
+    if (!scenario.has_default_ttl()) scenario.mutable_default_ttl()->set_seconds(60);
+  }
+  if (!config.node().has_expiry_interval()) {
+    config.mutable_node()->mutable_expiry_interval()->set_seconds(1);
+  }
+  if (config.node().shard_map_size_mib() == 0) config.mutable_node()->set_shard_map_size_mib(1024);
+}
+
+absl::Status ValidateConfig(const v1::Config& config) {
+  if (!IsName(config.app_id(), /*allow_dot=*/true)) {
+    return Invalid("app_id", absl::StrCat("must be 1-100 of [a-z0-9._-], got \"",
+                                          config.app_id(), "\""));
+  }
+  if (config.kafka().bootstrap_servers().empty()) {
+    return Invalid("kafka.bootstrap_servers", "must not be empty");
+  }
+  if (config.kafka().replication_factor() < 1) {
+    return Invalid("kafka.replication_factor",
+                   absl::StrCat("must be >= 1, got ", config.kafka().replication_factor()));
+  }
+  if (config.scenarios().empty()) return Invalid("scenarios", "at least one scenario is needed");
+  absl::flat_hash_set<std::string> names;
+  for (int i = 0; i < config.scenarios_size(); ++i) {
+    const v1::Scenario& s = config.scenarios(i);
+    std::string field = absl::StrCat("scenarios[", i, "]");
+    if (!IsName(s.name(), /*allow_dot=*/false)) {
+      return Invalid(absl::StrCat(field, ".name"),
+                     absl::StrCat("must be 1-100 of [a-z0-9_-], got \"", s.name(), "\""));
+    }
+    if (!names.insert(s.name()).second) {
+      return Invalid(absl::StrCat(field, ".name"), absl::StrCat("\"", s.name(), "\" appears twice"));
+    }
+    if (s.partitions() < 1 || s.partitions() > 10000) {
+      return Invalid(absl::StrCat(field, ".partitions"),
+                     absl::StrCat("must be in [1, 10000], got ", s.partitions()));
+    }
+    if (s.default_ttl().seconds() < 0 || s.default_ttl().nanos() < 0 ||
+        (s.default_ttl().seconds() == 0 && s.default_ttl().nanos() < 1000000)) {
+      return Invalid(absl::StrCat(field, ".default_ttl"), "must be at least 1ms");
+    }
+    if (s.standby_replicas() < 0) {
+      return Invalid(absl::StrCat(field, ".standby_replicas"),
+                     absl::StrCat("must be >= 0, got ", s.standby_replicas()));
+    }
+    auto reducer = processor::NewReducer(s.reducer());
+    if (!reducer.ok()) {
+      return Invalid(field, reducer.status().message());
+    }
+  }
+  if (config.node().enabled()) {
+    if (config.node().data_dir().empty()) return Invalid("node.data_dir", "must not be empty");
+    if (!IsName(config.node().node_id(), /*allow_dot=*/true)) {
+      return Invalid("node.node_id", absl::StrCat("must be 1-100 of [a-z0-9._-], got \"",
+                                                  config.node().node_id(), "\""));
+    }
+  }
+  if (config.node().shard_map_size_mib() < 1) {
+    return Invalid("node.shard_map_size_mib", "must be >= 1");
+  }
+  if (config.server().listen_address().empty()) {
+    return Invalid("server.listen_address", "must not be empty");
+  }
+  return absl::OkStatus();
+}
+
+std::string ReportsTopic(const v1::Config& config, const std::string& scenario) {
+  return absl::StrCat(config.app_id(), ".", scenario, ".reports");
+}
+std::string ChangelogTopic(const v1::Config& config, const std::string& scenario) {
+  return absl::StrCat(config.app_id(), ".", scenario, ".changelog");
+}
+std::string ChangesTopic(const v1::Config& config, const std::string& scenario) {
+  return absl::StrCat(config.app_id(), ".", scenario, ".changes");
+}
+std::string DeadLetterTopic(const v1::Config& config, const std::string& scenario) {
+  return absl::StrCat(config.app_id(), ".", scenario, ".dlq");
+}
+
+}  // namespace tally::config

@@ -1,0 +1,121 @@
+#include "server/config/config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tally::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kTextproto[] = R"pb(
+  app_id: "tally"
+  kafka { bootstrap_servers: "127.0.0.1:9092" }
+  scenarios {
+    name: "site-under-attack"
+    partitions: 6
+    reducer { majority { min_votes: 2 } }
+  }
+  node { enabled: true data_dir: "/tmp/x" node_id: "node-1" }
+  server { listen_address: "127.0.0.1:0" }
+)pb";
+
+v1::Config Valid() {
+  auto config = ParseConfig(kTextproto, "test");
+  EXPECT_TRUE(config.ok()) << config.status();
+  ApplyDefaults(*config);
+  return *config;
+}
+
+TEST(ConfigTest, TextprotoParsesAndValidates) {
+  v1::Config config = Valid();
+  EXPECT_EQ(config.scenarios(0).partitions(), 6);
+  EXPECT_EQ(config.scenarios(0).default_ttl().seconds(), 60);
+  EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
+}
+
+TEST(ConfigTest, JsonParsesToTheSameConfig) {
+  auto json = ParseConfig(R"({
+    "appId": "tally",
+    "kafka": {"bootstrapServers": "127.0.0.1:9092"},
+    "scenarios": [{"name": "site-under-attack", "partitions": 6,
+                   "reducer": {"majority": {"minVotes": 2}}}],
+    "node": {"enabled": true, "dataDir": "/tmp/x", "nodeId": "node-1"},
+    "server": {"listenAddress": "127.0.0.1:0"}
+  })",
+                          "test.json");
+  ASSERT_TRUE(json.ok()) << json.status();
+  ApplyDefaults(*json);
+  EXPECT_EQ(json->SerializeAsString(), Valid().SerializeAsString());
+}
+
+TEST(ConfigTest, UnknownFieldIsAnErrorWithItsPosition) {
+  auto config = ParseConfig("app_id: \"x\"\nbogus: 1\n", "tallyd.textproto");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("tallyd.textproto"));
+  EXPECT_THAT(config.status().message(), HasSubstr("2:"));
+  EXPECT_THAT(config.status().message(), HasSubstr("bogus"));
+}
+
+TEST(ConfigTest, UnknownJsonFieldIsAnError) {
+  auto config = ParseConfig(R"({"appId": "x", "bogus": 1})", "c.json");
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("bogus"));
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  auto config = LoadConfigFile("/nonexistent/tally.textproto");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(config.status().message(), HasSubstr("/nonexistent/tally.textproto"));
+}
+
+struct BadCase {
+  std::string name;
+  std::function<void(v1::Config&)> mutate;
+  std::string expected;
+};
+
+TEST(ConfigTest, InvalidFieldsAreNamed) {
+  std::vector<BadCase> cases = {
+      {"app_id", [](v1::Config& c) { c.set_app_id("Bad App"); }, "app_id: must be"},
+      {"bootstrap", [](v1::Config& c) { c.mutable_kafka()->clear_bootstrap_servers(); },
+       "kafka.bootstrap_servers: must not be empty"},
+      {"no scenarios", [](v1::Config& c) { c.clear_scenarios(); }, "scenarios: at least one"},
+      {"scenario name", [](v1::Config& c) { c.mutable_scenarios(0)->set_name("a.b"); },
+       "scenarios[0].name: must be"},
+      {"duplicate scenario",
+       [](v1::Config& c) { *c.add_scenarios() = c.scenarios(0); },
+       "scenarios[1].name: \"site-under-attack\" appears twice"},
+      {"partitions", [](v1::Config& c) { c.mutable_scenarios(0)->set_partitions(0); },
+       "scenarios[0].partitions: must be in [1, 10000], got 0"},
+      {"ttl", [](v1::Config& c) { c.mutable_scenarios(0)->mutable_default_ttl()->set_seconds(-1); },
+       "scenarios[0].default_ttl: must be at least 1ms"},
+      {"reducer", [](v1::Config& c) { c.mutable_scenarios(0)->clear_reducer(); },
+       "scenarios[0]: reducer"},
+      {"data dir", [](v1::Config& c) { c.mutable_node()->clear_data_dir(); },
+       "node.data_dir: must not be empty"},
+      {"node id", [](v1::Config& c) { c.mutable_node()->set_node_id(""); }, "node.node_id: must be"},
+      {"listen", [](v1::Config& c) { c.mutable_server()->clear_listen_address(); },
+       "server.listen_address: must not be empty"},
+  };
+  for (const BadCase& bad : cases) {
+    SCOPED_TRACE(bad.name);
+    v1::Config config = Valid();
+    bad.mutate(config);
+    absl::Status status = ValidateConfig(config);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(), HasSubstr(bad.expected));
+  }
+}
+
+TEST(ConfigTest, TopicNamesCarryAppAndScenario) {
+  v1::Config config = Valid();
+  EXPECT_EQ(ReportsTopic(config, "s"), "tally.s.reports");
+  EXPECT_EQ(ChangelogTopic(config, "s"), "tally.s.changelog");
+  EXPECT_EQ(ChangesTopic(config, "s"), "tally.s.changes");
+  EXPECT_EQ(DeadLetterTopic(config, "s"), "tally.s.dlq");
+}
+
+}  // namespace
+}  // namespace tally::config
