@@ -87,6 +87,13 @@ void ApplyDefaults(v1::Config& config) {
     config.mutable_node()->mutable_expiry_interval()->set_seconds(1);
   }
   if (config.node().shard_map_size_mib() == 0) config.mutable_node()->set_shard_map_size_mib(1024);
+  if (!config.node().has_session_timeout()) {
+    config.mutable_node()->mutable_session_timeout()->set_seconds(10);
+  }
+  if (!config.node().has_transaction_timeout()) {
+    config.mutable_node()->mutable_transaction_timeout()->set_seconds(10);
+  }
+  if (config.node().max_batch_records() == 0) config.mutable_node()->set_max_batch_records(5000);
 }
 
 absl::Status ValidateConfig(const v1::Config& config) {
@@ -139,6 +146,19 @@ absl::Status ValidateConfig(const v1::Config& config) {
   }
   if (config.node().shard_map_size_mib() < 1) {
     return Invalid("node.shard_map_size_mib", "must be >= 1");
+  }
+  if (config.node().max_batch_records() < 1) {
+    return Invalid("node.max_batch_records", "must be >= 1");
+  }
+  auto millis = [](const google::protobuf::Duration& d) { return d.seconds() * 1000 + d.nanos() / 1000000; };
+  if (millis(config.node().session_timeout()) < 1000) {
+    return Invalid("node.session_timeout", "must be at least 1s");
+  }
+  if (millis(config.node().transaction_timeout()) < 1000) {
+    return Invalid("node.transaction_timeout", "must be at least 1s");
+  }
+  if (millis(config.node().expiry_interval()) < 10) {
+    return Invalid("node.expiry_interval", "must be at least 10ms");
   }
   if (config.server().listen_address().empty()) {
     return Invalid("server.listen_address", "must not be empty");

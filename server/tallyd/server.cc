@@ -16,6 +16,13 @@ Server::~Server() { Stop(); }
 absl::Status Server::Start() {
   // Links the health descriptor in so reflection can describe gRPC's built-in health service.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  if (config_.node().enabled()) {
+    node_ = std::make_unique<node::Node>(config_);
+    if (absl::Status s = node_->Start(); !s.ok()) {
+      node_.reset();
+      return s;
+    }
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -27,6 +34,7 @@ absl::Status Server::Start() {
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port == 0) {
     grpc_server_.reset();
+    node_.reset();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on server.listen_address \"", listen, "\""));
   }
@@ -37,11 +45,13 @@ absl::Status Server::Start() {
 }
 
 void Server::Stop() {
-  if (grpc_server_ == nullptr) return;
-  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc_server_->Wait();
-  grpc_server_.reset();
+  if (grpc_server_ != nullptr) {
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc_server_->Wait();
+    grpc_server_.reset();
+  }
+  node_.reset();  // stops the processor and closes the shards
 }
 
 }  // namespace tally

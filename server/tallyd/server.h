@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "server/node/node.h"
 #include "tally/config/v1/config.pb.h"
 
 namespace tally {
@@ -30,6 +31,7 @@ class Server {
  private:
   const config::v1::Config config_;
   std::string address_;
+  std::unique_ptr<node::Node> node_;  // null unless node.enabled
   std::unique_ptr<grpc::Server> grpc_server_;
 };
 

@@ -1,0 +1,612 @@
+#include "server/node/processor.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <filesystem>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/common/log.h"
+#include "server/config/config.h"
+#include "server/kafka/admin.h"
+#include "server/kafka/config.h"
+#include "server/kafka/errors.h"
+#include "server/node/changelog_restorer.h"
+#include "server/processor/object_update.h"
+#include "server/processor/record_validation.h"
+#include "server/processor/reducer.h"
+
+namespace tally::node {
+namespace {
+
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
+};
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+
+int64_t Millis(const google::protobuf::Duration& d) {
+  return d.seconds() * 1000 + d.nanos() / 1000000;
+}
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+kafka::Properties BaseProperties(const config::v1::Config& config) {
+  kafka::Properties props(config.kafka().properties().begin(), config.kafka().properties().end());
+  props["bootstrap.servers"] = config.kafka().bootstrap_servers();
+  return props;
+}
+
+// Votes expired per shard and expiry pass; the rest wait for the next pass.
+constexpr size_t kMaxExpiredPerPass = 10000;
+
+}  // namespace
+
+// One Kafka session: a consumer-group member and a transactional producer, and the shards of the
+// partitions assigned to it. Any error ends the session; Processor::Run starts a new one.
+class Processor::Session {
+ public:
+  Session(const config::v1::Config& config, ShardRegistry& registry,
+          const std::atomic<bool>& stop);
+  ~Session();
+
+  // Processes until stop or an error (returned).
+  absl::Status Run();
+
+ private:
+  struct Scenario {
+    const config::v1::Scenario* config;
+    std::unique_ptr<processor::Reducer> reducer;
+    std::string reports_topic;
+    TopicPtr changelog, changes, dlq;
+  };
+  // One assigned partition.
+  struct Task {
+    Scenario* scenario;
+    int32_t partition;
+    std::shared_ptr<storage::Shard> shard;
+    records::v1::ShardMeta meta;
+    int64_t delivered_changelog_offset = -1;  // written by the delivery callback
+  };
+  // A task's work within one transaction.
+  struct Pending {
+    std::unique_ptr<storage::WriteBatch> batch;
+    absl::flat_hash_set<std::string> dirty;  // objects whose changelog record is due
+    int64_t next_source_offset = -1;         // -1: no record consumed
+  };
+
+  absl::Status Init();
+  std::vector<MessagePtr> Collect();
+  absl::Status ProcessBatch(const std::vector<MessagePtr>& messages, bool expire);
+  absl::Status ApplyUpdate(Task& task, Pending& pending, const std::string& key,
+                           processor::ObjectUpdate update);
+  absl::Status SendToDeadLetter(Task& task, const rd_kafka_message_t& msg,
+                                const std::string& reason);
+  absl::Status Produce(rd_kafka_topic_t* topic, int32_t partition, const std::string& key,
+                       const std::string* value, void* opaque);
+  absl::Status EndTransaction(absl::Status status);
+
+  void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  absl::Status Assign(const std::string& topic, int32_t partition);
+  void Revoke(const std::string& topic, int32_t partition);
+  static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t* partitions, void* opaque);
+  static void DeliveryCallback(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque);
+
+  static std::string TaskKey(const std::string& topic, int32_t partition) {
+    return absl::StrCat(topic, "/", partition);
+  }
+
+  // Constant after construction.
+  const config::v1::Config& config_;
+  ShardRegistry& registry_;
+  const std::atomic<bool>& stop_;
+  const kafka::Properties properties_;
+
+  // Owned by the session's thread (callbacks run on it, inside poll and flush).
+  kafka::HandlePtr consumer_;
+  kafka::HandlePtr producer_;
+  rd_kafka_consumer_group_metadata_t* group_metadata_ = nullptr;
+  absl::flat_hash_map<std::string, Scenario> scenarios_;  // by reports topic
+  absl::flat_hash_map<std::string, Task> tasks_;          // by TaskKey
+  absl::Status callback_error_;   // an error inside a rebalance callback ends the session
+  absl::Status delivery_error_;   // first failed delivery of the current transaction
+  int64_t next_expiry_ms_ = 0;
+};
+
+Processor::Session::Session(const config::v1::Config& config, ShardRegistry& registry,
+                            const std::atomic<bool>& stop)
+    : config_(config), registry_(registry), stop_(stop), properties_(BaseProperties(config)) {}
+
+Processor::Session::~Session() {
+  if (consumer_ != nullptr) {
+    // Static membership: closing does not leave the group, so a restart within the session
+    // timeout gets the same partitions back without a rebalance.
+    rd_kafka_consumer_close(consumer_.get());
+  }
+  for (auto& [key, task] : tasks_) registry_.Remove(task.scenario->config->name(), task.partition);
+  tasks_.clear();
+  if (group_metadata_ != nullptr) rd_kafka_consumer_group_metadata_destroy(group_metadata_);
+  for (auto& [topic, scenario] : scenarios_) {
+    scenario.changelog.reset();
+    scenario.changes.reset();
+    scenario.dlq.reset();
+  }
+  if (producer_ != nullptr) rd_kafka_flush(producer_.get(), 5000);
+}
+
+absl::Status Processor::Session::Init() {
+  const std::string& node_id = config_.node().node_id();
+  auto producer_conf = kafka::BuildConf(
+      properties_,
+      {{"transactional.id", absl::StrCat(config_.app_id(), "-", node_id)},
+       {"enable.idempotence", "true"},
+       {"acks", "all"},
+       {"linger.ms", "5"},
+       {"batch.num.messages", "10000"},
+       {"queue.buffering.max.messages", "1000000"},
+       {"transaction.timeout.ms", absl::StrCat(Millis(config_.node().transaction_timeout()))},
+       {"client.id", absl::StrCat("tally-", node_id, "-producer")}});
+  if (!producer_conf.ok()) return producer_conf.status();
+  rd_kafka_conf_set_dr_msg_cb(producer_conf->get(), &Session::DeliveryCallback);
+  rd_kafka_conf_set_opaque(producer_conf->get(), this);
+  auto producer = kafka::NewHandle(RD_KAFKA_PRODUCER, std::move(*producer_conf));
+  if (!producer.ok()) return producer.status();
+  producer_ = std::move(*producer);
+  // Fences any older producer of this node and aborts its open transaction.
+  if (absl::Status s = kafka::KafkaStatus(rd_kafka_init_transactions(producer_.get(), 60000),
+                                          "init transactions");
+      !s.ok()) {
+    return s;
+  }
+
+  for (const config::v1::Scenario& s : config_.scenarios()) {
+    Scenario& scenario = scenarios_[config::ReportsTopic(config_, s.name())];
+    scenario.config = &s;
+    auto reducer = processor::NewReducer(s.reducer());
+    if (!reducer.ok()) return reducer.status();
+    scenario.reducer = std::move(*reducer);
+    scenario.reports_topic = config::ReportsTopic(config_, s.name());
+    scenario.changelog.reset(
+        rd_kafka_topic_new(producer_.get(), config::ChangelogTopic(config_, s.name()).c_str(),
+                           nullptr));
+    scenario.changes.reset(rd_kafka_topic_new(
+        producer_.get(), config::ChangesTopic(config_, s.name()).c_str(), nullptr));
+    scenario.dlq.reset(rd_kafka_topic_new(
+        producer_.get(), config::DeadLetterTopic(config_, s.name()).c_str(), nullptr));
+  }
+
+  auto consumer_conf = kafka::BuildConf(
+      properties_,
+      {{"group.id", config_.app_id()},
+       {"group.instance.id", node_id},
+       {"partition.assignment.strategy", "cooperative-sticky"},
+       {"session.timeout.ms", absl::StrCat(Millis(config_.node().session_timeout()))},
+       {"enable.auto.commit", "false"},
+       {"enable.auto.offset.store", "false"},
+       {"isolation.level", "read_committed"},
+       {"auto.offset.reset", "earliest"},
+       {"client.id", absl::StrCat("tally-", node_id, "-consumer")}});
+  if (!consumer_conf.ok()) return consumer_conf.status();
+  rd_kafka_conf_set_rebalance_cb(consumer_conf->get(), &Session::RebalanceCallback);
+  rd_kafka_conf_set_opaque(consumer_conf->get(), this);
+  auto consumer = kafka::NewHandle(RD_KAFKA_CONSUMER, std::move(*consumer_conf));
+  if (!consumer.ok()) return consumer.status();
+  consumer_ = std::move(*consumer);
+  rd_kafka_poll_set_consumer(consumer_.get());
+  group_metadata_ = rd_kafka_consumer_group_metadata(consumer_.get());
+
+  PartitionListPtr topics(rd_kafka_topic_partition_list_new(scenarios_.size()));
+  for (const auto& [topic, scenario] : scenarios_) {
+    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer_.get(), topics.get()); err) {
+    return kafka::KafkaStatus(err, "subscribe to the reports topics");
+  }
+  next_expiry_ms_ = NowMs() + Millis(config_.node().expiry_interval());
+  return absl::OkStatus();
+}
+
+absl::Status Processor::Session::Run() {
+  if (absl::Status s = Init(); !s.ok()) return s;
+  while (!stop_.load()) {
+    std::vector<MessagePtr> messages = Collect();
+    if (!callback_error_.ok()) return callback_error_;
+    if (rd_kafka_fatal_error(consumer_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::FailedPreconditionError("the consumer hit a fatal error");
+    }
+    bool expire = NowMs() >= next_expiry_ms_;
+    if (messages.empty() && !expire) continue;
+    if (expire) next_expiry_ms_ = NowMs() + Millis(config_.node().expiry_interval());
+    if (absl::Status s = ProcessBatch(messages, expire); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<MessagePtr> Processor::Session::Collect() {
+  std::vector<MessagePtr> messages;
+  const size_t max = static_cast<size_t>(config_.node().max_batch_records());
+  // Wait for the first record at most until the next expiry is due (and 100 ms, to notice stop).
+  int wait_ms = static_cast<int>(std::clamp<int64_t>(next_expiry_ms_ - NowMs(), 0, 100));
+  MessagePtr first(rd_kafka_consumer_poll(consumer_.get(), wait_ms));
+  for (MessagePtr msg = std::move(first); msg != nullptr;
+       msg.reset(messages.size() < max ? rd_kafka_consumer_poll(consumer_.get(), 0) : nullptr)) {
+    if (msg->err) {
+      log::Debug("consumer event", {{"error", rd_kafka_err2str(msg->err)}});
+      continue;
+    }
+    messages.push_back(std::move(msg));
+  }
+  return messages;
+}
+
+absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& messages,
+                                              bool expire) {
+  const int64_t now_ms = NowMs();
+  if (absl::Status s =
+          kafka::KafkaStatus(rd_kafka_begin_transaction(producer_.get()), "begin transaction");
+      !s.ok()) {
+    return s;
+  }
+  delivery_error_ = absl::OkStatus();
+  absl::flat_hash_map<Task*, Pending> pending;
+  auto pending_for = [&](Task& task) -> absl::StatusOr<Pending*> {
+    Pending& p = pending[&task];
+    if (p.batch == nullptr) {
+      auto batch = task.shard->NewWriteBatch();
+      if (!batch.ok()) return batch.status();
+      p.batch = std::move(*batch);
+    }
+    return &p;
+  };
+
+  for (const MessagePtr& msg : messages) {
+    auto it = tasks_.find(TaskKey(rd_kafka_topic_name(msg->rkt), msg->partition));
+    if (it == tasks_.end()) continue;  // revoked while the batch was collected
+    Task& task = it->second;
+    auto p = pending_for(task);
+    if (!p.ok()) return EndTransaction(p.status());
+    (*p)->next_source_offset = msg->offset + 1;
+    std::string key(static_cast<const char*>(msg->key), msg->key_len);
+    records::v1::ReportRecord record;
+    if (msg->payload == nullptr ||
+        !record.ParseFromArray(msg->payload, static_cast<int>(msg->len))) {
+      if (absl::Status s = SendToDeadLetter(task, *msg, "value is not a tally.records.v1.ReportRecord");
+          !s.ok()) {
+        return EndTransaction(s);
+      }
+      continue;
+    }
+    if (absl::Status valid =
+            processor::ValidateReportRecord(record, task.scenario->config->name(), key);
+        !valid.ok()) {
+      if (absl::Status s = SendToDeadLetter(task, *msg, std::string(valid.message())); !s.ok()) {
+        return EndTransaction(s);
+      }
+      continue;
+    }
+    auto current = (*p)->batch->GetObject(key);
+    if (!current.ok()) return EndTransaction(current.status());
+    processor::ObjectUpdate update =
+        processor::ApplyRecord(*task.scenario->reducer, *current, record, now_ms);
+    if (absl::Status s = ApplyUpdate(task, **p, key, std::move(update)); !s.ok()) {
+      return EndTransaction(s);
+    }
+  }
+
+  if (expire) {
+    for (auto& [task_key, task] : tasks_) {
+      std::vector<std::string> expired;
+      {
+        auto reader = task.shard->NewReader();
+        if (!reader.ok()) return EndTransaction(reader.status());
+        auto keys = (*reader)->ExpiredObjects(now_ms, kMaxExpiredPerPass);
+        if (!keys.ok()) return EndTransaction(keys.status());
+        expired = std::move(*keys);
+      }  // the reader must not outlive this scope: a commit may need to grow the map
+      if (expired.empty()) continue;
+      auto p = pending_for(task);
+      if (!p.ok()) return EndTransaction(p.status());
+      for (const std::string& key : expired) {
+        auto current = (*p)->batch->GetObject(key);
+        if (!current.ok()) return EndTransaction(current.status());
+        if (!current->has_value()) continue;
+        processor::ObjectUpdate update = processor::ExpireVotes(
+            *task.scenario->reducer, task.scenario->config->name(), key, **current, now_ms);
+        if (absl::Status s = ApplyUpdate(task, **p, key, std::move(update)); !s.ok()) {
+          return EndTransaction(s);
+        }
+      }
+    }
+  }
+
+  // One changelog record per changed object, carrying its final data in this batch: a restore
+  // then replays one record per object, and repeated reports of one object within a batch cost
+  // one Kafka write.
+  PartitionListPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(pending.size())));
+  for (auto& [task, p] : pending) {
+    for (const std::string& key : p.dirty) {
+      auto data = p.batch->GetObject(key);
+      if (!data.ok()) return EndTransaction(data.status());
+      std::string value;
+      if (data->has_value()) {
+        records::v1::ObjectRecord record;
+        *record.mutable_state() = (*data)->state;
+        for (const records::v1::Vote& v : (*data)->votes) *record.add_votes() = v;
+        record.set_source_offset(p.next_source_offset >= 0 ? p.next_source_offset
+                                                           : task->meta.source_offset());
+        record.SerializeToString(&value);
+      }
+      if (absl::Status s = Produce(task->scenario->changelog.get(), task->partition, key,
+                                   data->has_value() ? &value : nullptr,
+                                   &task->delivered_changelog_offset);
+          !s.ok()) {
+        return EndTransaction(s);
+      }
+    }
+    if (p.next_source_offset >= 0) {
+      rd_kafka_topic_partition_list_add(offsets.get(), task->scenario->reports_topic.c_str(),
+                                        task->partition)
+          ->offset = p.next_source_offset;
+    }
+  }
+  if (offsets->cnt > 0) {
+    if (absl::Status s = kafka::KafkaStatus(
+            rd_kafka_send_offsets_to_transaction(producer_.get(), offsets.get(), group_metadata_,
+                                                 30000),
+            "send offsets to transaction");
+        !s.ok()) {
+      return EndTransaction(s);
+    }
+  }
+  // Flush serves the delivery callbacks, which record the changelog offsets and any failure.
+  rd_kafka_flush(producer_.get(), 30000);
+  if (!delivery_error_.ok()) return EndTransaction(delivery_error_);
+  if (absl::Status s = kafka::KafkaStatus(rd_kafka_commit_transaction(producer_.get(), 30000),
+                                          "commit transaction");
+      !s.ok()) {
+    return EndTransaction(s);
+  }
+
+  // The transaction is committed: only now may the shards move forward.
+  for (auto& [task, p] : pending) {
+    records::v1::ShardMeta meta = task->meta;
+    if (p.next_source_offset >= 0) meta.set_source_offset(p.next_source_offset);
+    if (task->delivered_changelog_offset >= meta.changelog_offset()) {
+      meta.set_changelog_offset(task->delivered_changelog_offset + 1);
+    }
+    p.batch->SetMeta(meta);
+    if (absl::Status s = p.batch->Commit(); !s.ok()) {
+      // Kafka has the batch, the shard does not: the next session restores it from the changelog.
+      return s;
+    }
+    task->meta = meta;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Processor::Session::ApplyUpdate(Task& task, Pending& pending, const std::string& key,
+                                             processor::ObjectUpdate update) {
+  if (update.event.has_value()) {
+    std::string value = update.event->SerializeAsString();
+    if (absl::Status s =
+            Produce(task.scenario->changes.get(), task.partition, key, &value, nullptr);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!update.changed) return absl::OkStatus();
+  if (update.deleted) {
+    pending.batch->DeleteObject(key);
+  } else {
+    pending.batch->PutObject(key, std::move(update.data));
+  }
+  pending.dirty.insert(key);
+  return absl::OkStatus();
+}
+
+absl::Status Processor::Session::SendToDeadLetter(Task& task, const rd_kafka_message_t& msg,
+                                                  const std::string& reason) {
+  records::v1::DeadLetter letter;
+  letter.set_topic(rd_kafka_topic_name(msg.rkt));
+  letter.set_partition(msg.partition);
+  letter.set_offset(msg.offset);
+  if (msg.key != nullptr) letter.set_key(msg.key, msg.key_len);
+  if (msg.payload != nullptr) letter.set_value(msg.payload, msg.len);
+  letter.set_reason(reason);
+  letter.set_time_ms(NowMs());
+  log::Warn("record sent to the dead-letter topic", {{"topic", letter.topic()},
+                                                     {"partition", msg.partition},
+                                                     {"offset", msg.offset},
+                                                     {"reason", reason}});
+  std::string value = letter.SerializeAsString();
+  return Produce(task.scenario->dlq.get(), task.partition, letter.key(), &value, nullptr);
+}
+
+absl::Status Processor::Session::Produce(rd_kafka_topic_t* topic, int32_t partition,
+                                         const std::string& key, const std::string* value,
+                                         void* opaque) {
+  while (true) {
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key.data(), key.size()),
+        RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
+                         value ? value->size() : 0),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(producer_.get(), 10);  // serve deliveries to make room
+      continue;
+    }
+    return kafka::KafkaStatus(err, absl::StrCat("produce to ", rd_kafka_topic_name(topic)));
+  }
+}
+
+absl::Status Processor::Session::EndTransaction(absl::Status status) {
+  log::Warn("aborting transaction", {{"error", status.ToString()}});
+  absl::Status abort =
+      kafka::KafkaStatus(rd_kafka_abort_transaction(producer_.get(), 30000), "abort transaction");
+  if (!abort.ok()) log::Warn("abort failed", {{"error", abort.ToString()}});
+  // The consumer's position is past the aborted records and the WriteBatches are dropped: the
+  // session ends, and the next one resumes from the committed offsets.
+  return status;
+}
+
+void Processor::Session::DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t* msg,
+                                          void* opaque) {
+  auto* self = static_cast<Session*>(opaque);
+  if (msg->err) {
+    if (self->delivery_error_.ok()) {
+      self->delivery_error_ = kafka::KafkaStatus(
+          msg->err, absl::StrCat("deliver to ", rd_kafka_topic_name(msg->rkt)));
+    }
+    return;
+  }
+  if (msg->_private != nullptr) {
+    auto* offset = static_cast<int64_t*>(msg->_private);
+    *offset = std::max(*offset, msg->offset);
+  }
+}
+
+void Processor::Session::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                           rd_kafka_topic_partition_list_t* partitions,
+                                           void* opaque) {
+  static_cast<Session*>(opaque)->OnRebalance(err, partitions);
+  (void)rk;
+}
+
+void Processor::Session::OnRebalance(rd_kafka_resp_err_t err,
+                                     rd_kafka_topic_partition_list_t* partitions) {
+  rd_kafka_t* rk = consumer_.get();
+  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    // Restore before assigning: no record of a partition is fetched until its shard is current.
+    for (int i = 0; i < partitions->cnt; ++i) {
+      if (!callback_error_.ok()) break;
+      absl::Status s = Assign(partitions->elems[i].topic, partitions->elems[i].partition);
+      if (!s.ok()) callback_error_ = s;
+    }
+    rd_kafka_error_t* error = cooperative ? rd_kafka_incremental_assign(rk, partitions) : nullptr;
+    if (!cooperative) rd_kafka_assign(rk, partitions);
+    if (absl::Status s = kafka::KafkaStatus(error, "incremental assign"); !s.ok()) {
+      callback_error_.Update(s);
+    }
+    return;
+  }
+  for (int i = 0; i < partitions->cnt; ++i) {
+    Revoke(partitions->elems[i].topic, partitions->elems[i].partition);
+  }
+  if (cooperative) {
+    if (absl::Status s =
+            kafka::KafkaStatus(rd_kafka_incremental_unassign(rk, partitions), "incremental unassign");
+        !s.ok()) {
+      callback_error_.Update(s);
+    }
+  } else {
+    rd_kafka_assign(rk, nullptr);
+  }
+}
+
+absl::Status Processor::Session::Assign(const std::string& topic, int32_t partition) {
+  auto scenario_it = scenarios_.find(topic);
+  if (scenario_it == scenarios_.end()) {
+    return absl::InternalError(absl::StrCat("assigned a topic not subscribed to: ", topic));
+  }
+  Scenario& scenario = scenario_it->second;
+  const std::string& name = scenario.config->name();
+  std::string dir = absl::StrCat(config_.node().data_dir(), "/", name, "/", partition);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot create shard dir ", dir, ": ", ec.message()));
+  }
+  storage::ShardOptions options;
+  options.initial_map_size = static_cast<uint64_t>(config_.node().shard_map_size_mib()) << 20;
+  auto shard = storage::Shard::Open(dir, options);
+  if (!shard.ok()) return shard.status();
+  std::shared_ptr<storage::Shard> shared(std::move(*shard));
+  registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});
+
+  ChangelogRestorer restorer(properties_);
+  auto stats = restorer.Restore(*shared, config::ChangelogTopic(config_, name), partition);
+  if (!stats.ok()) return stats.status();
+  auto reader = shared->NewReader();
+  if (!reader.ok()) return reader.status();
+  auto meta = (*reader)->GetMeta();
+  if (!meta.ok()) return meta.status();
+  reader->reset();
+  Task& task = tasks_[TaskKey(topic, partition)];
+  task.scenario = &scenario;
+  task.partition = partition;
+  task.shard = shared;
+  task.meta = *meta;
+  task.delivered_changelog_offset = -1;
+  registry_.SetRole(name, partition, ShardRole::kActive);
+  log::Info("partition assigned", {{"scenario", name},
+                                   {"partition", partition},
+                                   {"restored_records", stats->records},
+                                   {"changelog_offset", meta->changelog_offset()}});
+  return absl::OkStatus();
+}
+
+void Processor::Session::Revoke(const std::string& topic, int32_t partition) {
+  auto it = tasks_.find(TaskKey(topic, partition));
+  if (it == tasks_.end()) return;
+  registry_.Remove(it->second.scenario->config->name(), partition);
+  log::Info("partition revoked",
+            {{"scenario", it->second.scenario->config->name()}, {"partition", partition}});
+  tasks_.erase(it);  // the shard closes when its last reader lets go
+}
+
+Processor::Processor(const config::v1::Config& config, ShardRegistry& registry)
+    : config_(config), registry_(registry) {}
+
+Processor::~Processor() = default;
+
+absl::Status Processor::EnsureTopics() {
+  auto admin = kafka::Admin::Create(BaseProperties(config_));
+  if (!admin.ok()) return admin.status();
+  std::vector<kafka::TopicSpec> specs;
+  int rf = config_.kafka().replication_factor();
+  for (const config::v1::Scenario& s : config_.scenarios()) {
+    specs.push_back({config::ReportsTopic(config_, s.name()), s.partitions(), rf, {}});
+    specs.push_back({config::ChangelogTopic(config_, s.name()), s.partitions(), rf,
+                     {{"cleanup.policy", "compact"}, {"min.compaction.lag.ms", "0"}}});
+    specs.push_back({config::ChangesTopic(config_, s.name()), s.partitions(), rf, {}});
+    specs.push_back({config::DeadLetterTopic(config_, s.name()), s.partitions(), rf, {}});
+  }
+  return (*admin)->EnsureTopics(specs);
+}
+
+void Processor::Run() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (!stop_.load()) {
+    absl::Status status;
+    {
+      Session session(config_, registry_, stop_);
+      status = session.Run();
+    }
+    if (stop_.load()) break;
+    log::Warn("processor session ended, starting a new one",
+              {{"error", status.ToString()}, {"backoff", absl::FormatDuration(backoff)}});
+    for (absl::Time until = absl::Now() + backoff; absl::Now() < until && !stop_.load();) {
+      absl::SleepFor(absl::Milliseconds(50));  // backoff between sessions, checking for stop
+    }
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+}  // namespace tally::node

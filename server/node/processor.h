@@ -1,0 +1,60 @@
+#ifndef TALLY_SERVER_NODE_PROCESSOR_H_
+#define TALLY_SERVER_NODE_PROCESSOR_H_
+
+// Processor is a node's stream processor: a member of the consumer group <app_id> (cooperative-
+// sticky assignment, static membership with group.instance.id = node id) subscribed to the reports
+// topics of every scenario. For each assigned partition it owns a Shard, restored from the
+// changelog before any record of the partition is processed.
+//
+// Per polled batch (exactly-once, the Kafka Streams EOS-v2 shape made crash-safe for LMDB):
+//   1. begin a Kafka transaction; buffer the shard writes in one WriteBatch per partition;
+//   2. per record: validate (bad → dead-letter topic), apply it to the object, and for every
+//      object that changed produce one changelog record (its final data in the batch) and, per
+//      change of state, one change event;
+//   3. send the consumed offsets to the transaction and commit it;
+//   4. only then write the checkpoints into the shards' meta and commit the WriteBatches.
+// A crash between 3 and 4 leaves a shard behind its changelog, never ahead; the next assignment
+// restores the difference. Any Kafka error inside a transaction aborts it and restarts the
+// session (new consumer and producer, same group instance): with static membership this moves no
+// partition, and the shards restore only what they missed.
+//
+// Expiry runs in the same loop: every expiry_interval the votes past their TTL are dropped and
+// their objects recomputed, through the same transactional path.
+//
+// Thread safety: Run() runs on one thread (the processor's); Stop() may be called from any
+// thread; shards are read concurrently through the ShardRegistry.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "server/node/shard_registry.h"
+#include "tally/config/v1/config.pb.h"
+
+namespace tally::node {
+
+class Processor {
+ public:
+  Processor(const config::v1::Config& config, ShardRegistry& registry);
+  ~Processor();
+
+  // Creates the scenarios' topics if missing; FAILED_PRECONDITION when an existing topic has
+  // another partition count than the config says.
+  absl::Status EnsureTopics();
+
+  // Processes until Stop(). Restarts its Kafka session after errors.
+  void Run();
+  void Stop() { stop_.store(true); }
+
+ private:
+  class Session;
+
+  const config::v1::Config& config_;
+  ShardRegistry& registry_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace tally::node
+
+#endif  // TALLY_SERVER_NODE_PROCESSOR_H_

@@ -1,0 +1,33 @@
+#ifndef TALLY_SERVER_PROCESSOR_RECORD_VALIDATION_H_
+#define TALLY_SERVER_PROCESSOR_RECORD_VALIDATION_H_
+
+// Size limits and validity rules for reports. The router refuses what breaks them before anything
+// reaches Kafka; the processor checks again, because anyone with access to the topic can write to
+// it, and sends what fails to the dead-letter topic.
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "tally/records/v1/records.pb.h"
+
+namespace tally::processor {
+
+inline constexpr size_t kMaxObjectKeyBytes = 512;
+inline constexpr size_t kMaxAgentIdBytes = 128;
+inline constexpr size_t kMaxStateBytes = 256;
+inline constexpr size_t kMaxAttributes = 32;
+inline constexpr size_t kMaxAttributeKeyBytes = 128;
+inline constexpr size_t kMaxAttributeValueBytes = 1024;
+inline constexpr size_t kMaxReasonBytes = 1024;
+inline constexpr int64_t kMaxTtlMs = int64_t{7} * 24 * 3600 * 1000;  // one week
+
+// OK if `record`, read from the reports topic of `scenario` with Kafka key `kafka_key`, can be
+// processed; else INVALID_ARGUMENT whose message names the field and why, e.g.
+// `object_key: 600 bytes, the limit is 512`.
+absl::Status ValidateReportRecord(const records::v1::ReportRecord& record,
+                                  const std::string& scenario, const std::string& kafka_key);
+
+}  // namespace tally::processor
+
+#endif  // TALLY_SERVER_PROCESSOR_RECORD_VALIDATION_H_
