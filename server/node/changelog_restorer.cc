@@ -57,7 +57,13 @@ absl::StatusOr<RestoreStats> ChangelogRestorer::Restore(storage::Shard& shard,
   rd_kafka_poll_set_consumer(rk);
 
   kafka::Admin admin(rk, stall_timeout);
+  // A just-created topic can answer NOT_LEADER for a moment: retry what is retryable.
   auto watermarks = admin.WatermarkOffsets(topic, partition);
+  for (absl::Time give_up = absl::Now() + stall_timeout;
+       absl::IsUnavailable(watermarks.status()) && absl::Now() < give_up;) {
+    absl::SleepFor(absl::Milliseconds(100));  // retry backoff
+    watermarks = admin.WatermarkOffsets(topic, partition);
+  }
   if (!watermarks.ok()) return watermarks.status();
   const int64_t end = watermarks->second;  // last stable offset (read_committed)
   if (stats.start_offset >= end) {

@@ -539,14 +539,18 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   if (!shard.ok()) return shard.status();
   std::shared_ptr<storage::Shard> shared(std::move(*shard));
   registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});
+  auto fail = [&](absl::Status status) {
+    registry_.Remove(name, partition);  // closes the shard, so the next session can open it
+    return status;
+  };
 
   ChangelogRestorer restorer(properties_);
   auto stats = restorer.Restore(*shared, config::ChangelogTopic(config_, name), partition);
-  if (!stats.ok()) return stats.status();
+  if (!stats.ok()) return fail(stats.status());
   auto reader = shared->NewReader();
-  if (!reader.ok()) return reader.status();
+  if (!reader.ok()) return fail(reader.status());
   auto meta = (*reader)->GetMeta();
-  if (!meta.ok()) return meta.status();
+  if (!meta.ok()) return fail(meta.status());
   reader->reset();
   Task& task = tasks_[TaskKey(topic, partition)];
   task.scenario = &scenario;
