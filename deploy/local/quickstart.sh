@@ -37,7 +37,7 @@ scenarios {
   reducer { majority { min_votes: 1 } }
   default_ttl { seconds: 60 }
 }
-node { enabled: false data_dir: "$dir/data" node_id: "node-1" }
+node { enabled: true data_dir: "$dir/data" node_id: "node-1" }
 server { listen_address: "127.0.0.1:$port" }
 CFG
 

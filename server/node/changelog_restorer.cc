@@ -99,6 +99,7 @@ absl::StatusOr<RestoreStats> ChangelogRestorer::Restore(storage::Shard& shard,
     (*batch)->SetMeta(next_meta);
     if (absl::Status s = (*batch)->Commit(); !s.ok()) return s;
     stats.end_offset = next_offset;
+    batch->reset();  // one open batch per shard at a time
     auto fresh = shard.NewWriteBatch();
     if (!fresh.ok()) return fresh.status();
     *batch = std::move(*fresh);

@@ -120,7 +120,6 @@ class Processor::Session {
   // Owned by the session's thread (callbacks run on it, inside poll and flush).
   kafka::HandlePtr consumer_;
   kafka::HandlePtr producer_;
-  rd_kafka_consumer_group_metadata_t* group_metadata_ = nullptr;
   absl::flat_hash_map<std::string, Scenario> scenarios_;  // by reports topic
   absl::flat_hash_map<std::string, Task> tasks_;          // by TaskKey
   absl::Status callback_error_;   // an error inside a rebalance callback ends the session
@@ -140,7 +139,6 @@ Processor::Session::~Session() {
   }
   for (auto& [key, task] : tasks_) registry_.Remove(task.scenario->config->name(), task.partition);
   tasks_.clear();
-  if (group_metadata_ != nullptr) rd_kafka_consumer_group_metadata_destroy(group_metadata_);
   for (auto& [topic, scenario] : scenarios_) {
     scenario.changelog.reset();
     scenario.changes.reset();
@@ -208,7 +206,6 @@ absl::Status Processor::Session::Init() {
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(*consumer);
   rd_kafka_poll_set_consumer(consumer_.get());
-  group_metadata_ = rd_kafka_consumer_group_metadata(consumer_.get());
 
   PartitionListPtr topics(rd_kafka_topic_partition_list_new(scenarios_.size()));
   for (const auto& [topic, scenario] : scenarios_) {
@@ -365,13 +362,14 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     }
   }
   if (offsets->cnt > 0) {
-    if (absl::Status s = kafka::KafkaStatus(
-            rd_kafka_send_offsets_to_transaction(producer_.get(), offsets.get(), group_metadata_,
-                                                 30000),
-            "send offsets to transaction");
-        !s.ok()) {
-      return EndTransaction(s);
-    }
+    // The group metadata (member id, generation) changes with every rebalance: take it fresh,
+    // or the broker fences the offsets as coming from a stale member.
+    rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer_.get());
+    absl::Status s = kafka::KafkaStatus(
+        rd_kafka_send_offsets_to_transaction(producer_.get(), offsets.get(), group, 30000),
+        "send offsets to transaction");
+    rd_kafka_consumer_group_metadata_destroy(group);
+    if (!s.ok()) return EndTransaction(s);
   }
   // Flush serves the delivery callbacks, which record the changelog offsets and any failure.
   rd_kafka_flush(producer_.get(), 30000);

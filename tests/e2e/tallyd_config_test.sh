@@ -25,4 +25,16 @@ bogus_field: 1" "bogus_field"
 rc=0; "$tallyd" > "$E2E_DIR/none.log" 2>&1 || rc=$?
 [[ $rc == 2 ]] || fail "no --config: expected exit 2, got $rc"
 grep -q -- '--config is required' "$E2E_DIR/none.log" || fail "no --config: no clear message"
+# A scenario whose topics exist with another partition count is a clear start-up error.
+app="e2e-mismatch-$$"
+write_config "$E2E_DIR/three.textproto" "$app" \
+  "node { enabled: true data_dir: \"$E2E_DIR/data\" node_id: \"n1\" }"
+start_tallyd first "$tallyd" "$E2E_DIR/three.textproto"   # creates the topics, 3 partitions
+kill -TERM "$PID_first"; wait "$PID_first" || fail "first tallyd did not stop cleanly"
+sed 's/partitions: 3/partitions: 6/' "$E2E_DIR/three.textproto" > "$E2E_DIR/six.textproto"
+rc=0
+"$tallyd" --config="$E2E_DIR/six.textproto" > "$E2E_DIR/six.log" 2>&1 || rc=$?
+[[ $rc == 1 ]] || fail "partition mismatch: expected exit 1, got $rc: $(cat "$E2E_DIR/six.log")"
+grep -qF "$app.demo.reports\\\" has 3 partitions, the config says 6" "$E2E_DIR/six.log" ||
+  fail "partition mismatch not named: $(cat "$E2E_DIR/six.log")"
 echo "PASS"
