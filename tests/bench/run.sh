@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs Tally's benchmarks against a real Kafka broker started for the run, and writes the
+# figures to tests/bench/results/<name>.md. Benchmarks print figures; they do not fail on a slow
+# machine. Arguments: RESTORE_OBJECTS (default 1000000).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$root/deploy/install-deps.sh"
+build="${TALLY_BUILD_DIR:-$root/build}"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" --target restore_bench
+work="$(mktemp -d -t tally-bench.XXXXXX)"
+trap '"$root/deploy/kafka/kafka.sh" stop --dir "$work/kafka" || true; rm -rf "$work"' EXIT
+bootstrap="$("$root/deploy/kafka/kafka.sh" start --dir "$work/kafka")"
+mkdir -p "$root/tests/bench/results"
+out="$root/tests/bench/results/restore.md"
+{
+  echo "# Restore ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo
+  "$build/tests/bench/restore_bench" "$bootstrap" "${1:-1000000}"
+} | tee "$out"
