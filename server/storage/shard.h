@@ -7,7 +7,10 @@
 //   states:  object_key             -> tally.records.v1.StoredState
 //   expiry:  be64(expires_at_ms) object_key \0 agent_id -> ""      (index for the expiry task)
 //   meta:    "meta"                 -> tally.records.v1.ShardMeta
-// Object keys must not contain '\0' (callers validate this).
+// Object keys must be non-empty and must not contain '\0', and every vote must satisfy
+// object_key.size() + agent_id.size() <= kMaxObjectAndAgentIdSize (callers validate this; Commit()
+// rejects a batch that breaks it with INVALID_ARGUMENT). A vote's expiry entry uses
+// max(expires_at_ms, 0), so a negative expiry counts as already expired.
 //
 // Writes are buffered in a WriteBatch and applied in one LMDB transaction by Commit(). This keeps
 // the LMDB write lock short and lets Commit() grow the map on MDB_MAP_FULL and re-apply the batch,
@@ -17,7 +20,17 @@
 // Readers (any thread, concurrently with the writer) see committed snapshots only: MDB_NOTLS.
 //
 // Thread safety: a Shard is safe for concurrent use. At most one WriteBatch may be open at a time
-// (the processor's thread); Reader objects may be created and used from any thread.
+// (the processor's thread); Reader objects may be created and used from any thread. Every Reader
+// and WriteBatch must be destroyed before its Shard. A directory may be open in at most one Shard
+// per process (LMDB's rule); a second Open of it fails with FAILED_PRECONDITION.
+//
+// Errors name the shard's directory and the LMDB operation, with codes chosen by what the caller
+// should do: UNAVAILABLE (environmental: disk full, I/O error, reader table full; retry later, with
+// a new batch for Commit), DATA_LOSS (the files are damaged: rebuild the shard from the changelog),
+// FAILED_PRECONDITION (wrong schema version, permissions, incompatible files, a second open batch:
+// fix before retrying), INVALID_ARGUMENT (a key that breaks the rules above), RESOURCE_EXHAUSTED
+// (a batch too large for one LMDB transaction: commit smaller ones), INTERNAL (a bug, or LMDB's
+// MDB_PANIC: close and reopen the shard).
 
 #include <cstdint>
 #include <memory>
@@ -38,7 +51,14 @@ struct ShardOptions {
   uint64_t initial_map_size = uint64_t{1} << 30;
   // Skip fsync on commit (restore does this and syncs once at the end with Sync()).
   bool no_sync = false;
+  // LMDB reader table size: the most Readers (plus the open WriteBatch) alive at once. Beyond it
+  // NewReader() fails with UNAVAILABLE.
+  uint32_t max_readers = 512;
 };
+
+// Largest object_key.size() + agent_id.size() of a vote: LMDB's 511-byte key limit less the expiry
+// key's 8-byte time and '\0' separator. Object keys alone are bounded by the same number.
+inline constexpr size_t kMaxObjectAndAgentIdSize = 502;
 
 // The whole of one object: what the changelog carries and the processor's unit of work.
 struct ObjectData {
@@ -48,8 +68,17 @@ struct ObjectData {
 
 class Shard;
 
-// A consistent read-only snapshot of a shard. Cheap to create; hold it only briefly (a long-lived
-// reader pins old pages and blocks map growth).
+// A consistent read-only snapshot of a shard (an LMDB read transaction). Cheap to create; hold it
+// only briefly: a long-lived reader pins old pages, and it blocks map growth.
+//
+// Map growth: LMDB may only resize the map while no transaction is active in the process, so every
+// live Reader holds a shared claim on the shard, and a Commit() that finds the map full waits until
+// all Readers are destroyed, then resizes. While it waits, NewReader() blocks. Hence: never hold a
+// Reader on the thread that calls Commit(), and never hold one Reader while creating another;
+// either can deadlock once the map is full.
+//
+// A Reader may move between threads but is not itself thread-safe: use it from one thread at a
+// time. Strings and messages it returns are copies; they outlive the Reader.
 class Reader {
  public:
   virtual ~Reader() = default;
@@ -62,15 +91,16 @@ class Reader {
       std::string_view prefix, std::string_view after, bool inclusive, size_t limit) = 0;
   // Keys of objects with a vote whose expires_at_ms <= now_ms, earliest first, at most `limit`,
   // without duplicates.
-  virtual absl::StatusOr<std::vector<std::string>> ExpiredObjects(int64_t now_ms,
-                                                                  size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ExpiredObjects(int64_t now_ms, size_t limit) = 0;
   virtual absl::StatusOr<records::v1::ShardMeta> GetMeta() = 0;
   // Number of objects with a state (for tests and metrics).
   virtual absl::StatusOr<uint64_t> CountStates() = 0;
 };
 
 // Buffered writes to one shard. Reads through a batch see its own pending writes over the
-// committed snapshot taken when it was opened.
+// committed snapshot taken when it was opened. Used from one thread at a time. Destroying a batch
+// without Commit() discards its writes. A batch is open from NewWriteBatch() until its Commit()
+// returns or it is destroyed, whichever comes first.
 class WriteBatch {
  public:
   virtual ~WriteBatch() = default;
@@ -84,8 +114,14 @@ class WriteBatch {
   // Number of pending object writes.
   virtual size_t size() const = 0;
   // Applies everything in one LMDB transaction. On MDB_MAP_FULL grows the map (waiting for
-  // readers to finish) and retries. Returns a non-OK status only for I/O errors; the batch is
-  // then unusable and the shard unchanged.
+  // readers to finish) and retries. Returns a non-OK status only for I/O errors and for keys that
+  // break the rules at the top of this file; the shard is then unchanged. Either way the batch is
+  // spent: GetObject, GetMeta and Commit return FAILED_PRECONDITION, and the next batch may be
+  // opened at once, before this one is destroyed.
+  //
+  // Cost: a commit copies every B-tree page it touches, so a restore, whose keys are spread over
+  // the whole shard, should commit few large batches (with no_sync, then one Sync()). Writes past
+  // the current end of a database (a restore into an empty shard) are appended cheaply.
   virtual absl::Status Commit() = 0;
 };
 
@@ -93,14 +129,17 @@ class Shard {
  public:
   virtual ~Shard() = default;
   // Opens or creates the shard in `dir` (created if missing). Fails with FAILED_PRECONDITION if
-  // the directory holds a shard of another schema version.
+  // the directory holds a shard of another schema version. A new shard starts with meta
+  // {schema_version = kShardSchemaVersion}. An existing shard keeps the larger of its recorded map
+  // size and options.initial_map_size.
   static absl::StatusOr<std::unique_ptr<Shard>> Open(const std::string& dir,
                                                      const ShardOptions& options);
   virtual absl::StatusOr<std::unique_ptr<Reader>> NewReader() = 0;
-  // At most one open batch at a time.
+  // At most one open batch at a time (see WriteBatch): FAILED_PRECONDITION while another is.
   virtual absl::StatusOr<std::unique_ptr<WriteBatch>> NewWriteBatch() = 0;
   // Flushes to disk (after writes made with no_sync).
   virtual absl::Status Sync() = 0;
+  // Current LMDB map size in bytes.
   virtual uint64_t map_size() const = 0;
   virtual const std::string& dir() const = 0;
 };
