@@ -120,8 +120,10 @@ class WriteBatch {
   // opened at once, before this one is destroyed.
   //
   // Cost: a commit copies every B-tree page it touches, so a restore, whose keys are spread over
-  // the whole shard, should commit few large batches (with no_sync, then one Sync()). Writes past
-  // the current end of a database (a restore into an empty shard) are appended cheaply.
+  // the whole shard, should commit large batches (with no_sync, then one Sync()); but not beyond
+  // LMDB's limit of dirty pages in one transaction (~512 MiB), past which it spills pages and
+  // slows down (measured: 1M objects of 5 votes took 1.6x longer in one batch than in 50k ones).
+  // Writes past the current end of a database (a restore into an empty shard) are appended.
   virtual absl::Status Commit() = 0;
 };
 
