@@ -31,6 +31,22 @@ struct HandleDeleter {
 // A client handle. Destroying it does not flush a producer: flush (or purge) first.
 using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
 
+// Owning pointers for the other librdkafka objects the adapters and the node hold.
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
+};
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+
 // A new configuration with every property of `base`, then of `overrides` (which win over `base`
 // for the same name), set in name order so a failure is reproducible.
 // Errors: INVALID_ARGUMENT naming the first property librdkafka rejects, with its reason:

@@ -11,15 +11,8 @@
 namespace tally::node {
 namespace {
 
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
-};
-using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+using kafka::MessagePtr;
+using kafka::PartitionListPtr;
 
 }  // namespace
 
@@ -75,7 +68,7 @@ absl::StatusOr<RestoreStats> ChangelogRestorer::Restore(storage::Shard& shard,
                                 {"from", stats.start_offset},
                                 {"to", end}});
 
-  std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> assignment(
+  PartitionListPtr assignment(
       rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), partition)->offset =
       std::max<int64_t>(stats.start_offset, watermarks->first);
