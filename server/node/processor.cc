@@ -24,20 +24,9 @@
 namespace tally::node {
 namespace {
 
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
-};
-using MessagePtr = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
-struct TopicDeleter {
-  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
-};
-using TopicPtr = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
+using kafka::MessagePtr;
+using kafka::PartitionListPtr;
+using kafka::TopicPtr;
 
 int64_t Millis(const google::protobuf::Duration& d) {
   return d.seconds() * 1000 + d.nanos() / 1000000;
@@ -597,11 +586,14 @@ void Processor::Run() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (!stop_.load()) {
     absl::Status status;
+    const absl::Time started = absl::Now();
     {
       Session session(config_, registry_, stop_);
       status = session.Run();
     }
     if (stop_.load()) break;
+    // A session that ran a while was healthy: its failure starts a fresh backoff sequence.
+    if (absl::Now() - started > absl::Seconds(30)) backoff = absl::Milliseconds(100);
     log::Warn("processor session ended, starting a new one",
               {{"error", status.ToString()}, {"backoff", absl::FormatDuration(backoff)}});
     for (absl::Time until = absl::Now() + backoff; absl::Now() < until && !stop_.load();) {
