@@ -194,7 +194,8 @@ TEST_F(ObjectUpdateTest, LastVoteExpiringKeepsTheRecordWithItsVersion) {
   EXPECT_EQ(u.event->new_state(), "");
 }
 
-TEST(RecordValidationTest, GoodReportPasses) {
+// A report that passes validation for scenario "s" and Kafka key "k".
+ReportRecord ValidReport() {
   ReportRecord r;
   r.set_kind(ReportKind::REPORT_KIND_REPORT);
   r.set_scenario("s");
@@ -203,7 +204,11 @@ TEST(RecordValidationTest, GoodReportPasses) {
   r.set_state("x");
   r.set_observed_at_ms(1);
   r.set_ttl_ms(1000);
-  EXPECT_TRUE(ValidateReportRecord(r, "s", "k").ok());
+  return r;
+}
+
+TEST(RecordValidationTest, GoodReportPasses) {
+  EXPECT_TRUE(ValidateReportRecord(ValidReport(), "s", "k").ok());
 }
 
 TEST(RecordValidationTest, BadRecordsNameTheField) {
@@ -234,14 +239,7 @@ TEST(RecordValidationTest, BadRecordsNameTheField) {
        "attributes[\"k\"]: 1025 bytes"},
   };
   for (const Case& c : cases) {
-    ReportRecord r;
-    r.set_kind(ReportKind::REPORT_KIND_REPORT);
-    r.set_scenario("s");
-    r.set_object_key("k");
-    r.set_agent_id("a");
-    r.set_state("x");
-    r.set_observed_at_ms(1);
-    r.set_ttl_ms(1000);
+    ReportRecord r = ValidReport();
     c.mutate(r);
     absl::Status s = ValidateReportRecord(r, "s", "k");
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.message;
