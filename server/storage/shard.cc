@@ -189,7 +189,7 @@ absl::StatusOr<std::unique_ptr<ShardImpl>> ShardImpl::Create(const std::string& 
   int rc = mdb_env_create(&env);
   if (rc != MDB_SUCCESS) return MdbStatus(dir, "mdb_env_create", rc);
   absl::Cleanup close_env = [env] { mdb_env_close(env); };
-  if ((rc = mdb_env_set_maxdbs(env, 4)) != MDB_SUCCESS) {
+  if ((rc = mdb_env_set_maxdbs(env, 3)) != MDB_SUCCESS) {
     return MdbStatus(dir, "mdb_env_set_maxdbs", rc);
   }
   if ((rc = mdb_env_set_maxreaders(env, options.max_readers)) != MDB_SUCCESS) {
@@ -246,8 +246,7 @@ ShardImpl::~ShardImpl() {
 absl::Status ShardImpl::Init() {
   return Write([this](WriteTxn& txn) -> absl::Status {
     const std::pair<const char*, MDB_dbi*> dbs[] = {
-        {"reports", &dbs_.reports},
-        {"states", &dbs_.states},
+        {"objects", &dbs_.objects},
         {"expiry", &dbs_.expiry},
         {"meta", &dbs_.meta},
     };

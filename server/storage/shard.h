@@ -3,14 +3,18 @@
 
 // A Shard is the local store of one (scenario, partition): one LMDB environment in one directory,
 // with the databases
-//   reports: object_key \0 agent_id -> tally.records.v1.Vote      (live votes of an object)
-//   states:  object_key             -> tally.records.v1.StoredState
-//   expiry:  be64(expires_at_ms) object_key \0 agent_id -> ""      (index for the expiry task)
-//   meta:    "meta"                 -> tally.records.v1.ShardMeta
+//   objects: object_key                      -> tally.records.v1.ObjectRecord (state and votes)
+//   expiry:  be64(earliest expires_at_ms) object_key -> ""  (index for the expiry task)
+//   meta:    "meta"                          -> tally.records.v1.ShardMeta
+// One entry per object in each (schema version 2; version 1 had an entry per vote in `reports`
+// and in `expiry`): a restore writes the changelog's record of an object as it comes, two puts
+// per object instead of 2 + 2 per vote. An object's expiry entry is at the earliest expiry of
+// its votes (none without votes), using max(expires_at_ms, 0), so a negative expiry counts as
+// already expired. An ObjectRecord's source_offset is not part of the object: it is kept as
+// PutObjectBytes got it and ignored.
 // Object keys must be non-empty and must not contain '\0', and every vote must satisfy
 // object_key.size() + agent_id.size() <= kMaxObjectAndAgentIdSize (callers validate this; Commit()
-// rejects a batch that breaks it with INVALID_ARGUMENT). A vote's expiry entry uses
-// max(expires_at_ms, 0), so a negative expiry counts as already expired.
+// rejects a batch that breaks it with INVALID_ARGUMENT).
 //
 // Writes are buffered in a WriteBatch and applied in one LMDB transaction by Commit(). This keeps
 // the LMDB write lock short and lets Commit() grow the map on MDB_MAP_FULL and re-apply the batch,
@@ -105,8 +109,18 @@ class WriteBatch {
  public:
   virtual ~WriteBatch() = default;
   virtual absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) = 0;
-  // Replaces the object: its state and its whole set of votes (expiry index kept in step).
+  // Replaces the object: its state and its whole set of votes (expiry index kept in step). Votes
+  // need not be sorted; of two votes of one agent the later one is kept.
   virtual void PutObject(std::string_view object_key, ObjectData data) = 0;
+  // The same from a serialized tally.records.v1.ObjectRecord (a changelog record's value), which
+  // is stored as it is when its votes are sorted by agent_id without duplicates (as the processor
+  // writes them), and otherwise as PutObject would store what it parses to: no parse and no
+  // re-serialization on the restore path. Only the framing of `record` and of its votes is
+  // checked here; a record that passes and still does not parse (a bad state, a string that is
+  // not UTF-8) is stored, and reads of the object then fail with DATA_LOSS. INVALID_ARGUMENT if
+  // the framing is broken; the batch is then unchanged. Keys are checked by Commit() as for
+  // PutObject.
+  virtual absl::Status PutObjectBytes(std::string_view object_key, std::string_view record) = 0;
   // Removes the object, its votes and their expiry entries.
   virtual void DeleteObject(std::string_view object_key) = 0;
   virtual void SetMeta(records::v1::ShardMeta meta) = 0;
@@ -122,8 +136,8 @@ class WriteBatch {
   // Cost: a commit copies every B-tree page it touches, so a restore, whose keys are spread over
   // the whole shard, should commit large batches (with no_sync, then one Sync()); but not beyond
   // LMDB's limit of dirty pages in one transaction (~512 MiB), past which it spills pages and
-  // slows down (measured: 1M objects of 5 votes took 1.6x longer in one batch than in 50k ones).
-  // Writes past the current end of a database (a restore into an empty shard) are appended.
+  // slows down. Writes past the current end of a database (a restore into an empty shard) are
+  // appended.
   virtual absl::Status Commit() = 0;
 };
 
@@ -146,7 +160,7 @@ class Shard {
   virtual const std::string& dir() const = 0;
 };
 
-inline constexpr int32_t kShardSchemaVersion = 1;
+inline constexpr int32_t kShardSchemaVersion = 2;
 
 }  // namespace tally::storage
 

@@ -482,6 +482,102 @@ TEST_F(ShardTest, CommitRejectsInvalidKeysAndLeavesShardUnchanged) {
   EXPECT_EQ(Get(*shard, "valid"), std::nullopt);
 }
 
+// --- Objects from serialized changelog records ---
+
+std::string Record(const ObjectData& data, int64_t source_offset = 0) {
+  records::v1::ObjectRecord record;
+  *record.mutable_state() = data.state;
+  for (const Vote& vote : data.votes) *record.add_votes() = vote;
+  record.set_source_offset(source_offset);
+  return record.SerializeAsString();
+}
+
+TEST_F(ShardTest, PutObjectBytesStoresTheObjectAndItsExpiryAsPutObjectWould) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  const ObjectData object =
+      MakeObject("x", {MakeVote("a", "x", 40), MakeVote("b", "x", 20), MakeVote("c", "y", 30)});
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  ASSERT_OK(batch->PutObjectBytes("bytes", Record(object, 1234)));
+  // The batch reads its pending bytes back as an object.
+  ASSERT_OK_AND_ASSIGN(std::optional<ObjectData> pending, batch->GetObject("bytes"));
+  ASSERT_TRUE(pending.has_value());
+  ExpectObjectsEqual(*pending, object);
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+
+  std::optional<ObjectData> read = Get(*shard, "bytes");
+  ASSERT_TRUE(read.has_value());
+  ExpectObjectsEqual(*read, object);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Reader> reader, shard->NewReader());
+  ASSERT_OK_AND_ASSIGN(std::optional<StoredState> state, reader->GetState("bytes"));
+  ASSERT_TRUE(state.has_value());
+  EXPECT_THAT(*state, EqualsProto(object.state));
+  reader.reset();
+  EXPECT_THAT(Expired(*shard, 19), IsEmpty());
+  EXPECT_THAT(Expired(*shard, 20), ElementsAre("bytes"));
+  EXPECT_EQ(Count(*shard), 1u);
+}
+
+TEST_F(ShardTest, PutObjectBytesWithUnsortedOrDoubledVotesSortsAndKeepsTheLaterVote) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  ASSERT_OK(batch->PutObjectBytes(
+      "o", Record(MakeObject(
+               "x", {MakeVote("c", "x", 3), MakeVote("a", "old", 1), MakeVote("a", "new", 100)}))));
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+  std::optional<ObjectData> read = Get(*shard, "o");
+  ASSERT_TRUE(read.has_value());
+  ASSERT_THAT(read->votes, ElementsAre(AgentIs("a"), AgentIs("c")));
+  EXPECT_EQ(read->votes[0].state(), "new");
+  EXPECT_THAT(Expired(*shard, 2), IsEmpty());  // No expiry entry for the dropped vote.
+  EXPECT_THAT(Expired(*shard, 3), ElementsAre("o"));
+}
+
+TEST_F(ShardTest, PutObjectBytesReplacesAStoredObjectAndMovesItsExpiryEntry) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  ASSERT_OK(PutAll(*shard, {{"o", MakeObject("x", {MakeVote("a", "x", 10)})},
+                            {"p", MakeObject("x", {MakeVote("a", "x", 15)})}}));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  ASSERT_OK(batch->PutObjectBytes("o", Record(MakeObject("y", {MakeVote("b", "y", 50)}))));
+  ASSERT_OK(batch->PutObjectBytes("p", Record(MakeObject("y", {}))));
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+  EXPECT_THAT(Expired(*shard, 49), IsEmpty());  // The old entries at 10 and 15 are gone.
+  EXPECT_THAT(Expired(*shard, 50), ElementsAre("o"));
+  std::optional<ObjectData> o = Get(*shard, "o");
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->state.state(), "y");
+  EXPECT_THAT(o->votes, ElementsAre(AgentIs("b")));
+  std::optional<ObjectData> p = Get(*shard, "p");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_THAT(p->votes, IsEmpty());
+}
+
+TEST_F(ShardTest, PutObjectBytesRejectsBrokenFramingAndLeavesTheBatchUnchanged) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  const std::string record = Record(MakeObject("x", {MakeVote("a", "x", 10)}));
+  const absl::Status status = batch->PutObjectBytes("o", record.substr(0, record.size() - 1));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr(dir_));
+  EXPECT_EQ(batch->size(), 0u);
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+  EXPECT_EQ(Count(*shard), 0u);
+}
+
+TEST_F(ShardTest, CommitRejectsPutObjectBytesWithTooLongAgentId) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  ASSERT_OK(batch->PutObjectBytes(std::string(kMaxObjectAndAgentIdSize - 1, 'k'),
+                                  Record(MakeObject("x", {MakeVote("ag", "x", 1)}))));
+  const absl::Status status = batch->Commit();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  batch.reset();
+  EXPECT_EQ(Count(*shard), 0u);
+}
+
 // --- Write batches ---
 
 TEST_F(ShardTest, BatchReadsSeeItsPendingWritesOverCommittedData) {

@@ -3,7 +3,8 @@
 #include <lmdb.h>
 
 #include <algorithm>
-#include <deque>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/storage/internal/keys.h"
+#include "server/storage/internal/object_record.h"
 #include "server/storage/internal/reads.h"
 #include "server/storage/internal/shard_impl.h"
 #include "server/storage/shard.h"
@@ -23,13 +25,6 @@ namespace tally::storage::internal {
 namespace {
 
 using records::v1::ShardMeta;
-using records::v1::Vote;
-
-bool StartsWith(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
-bool ByAgentId(const Vote* a, const Vote* b) { return a->agent_id() < b->agent_id(); }
 
 // The first 8 bytes of `key`, big-endian, zero-padded. Comparing heads orders keys as their
 // bytes do, except for ties, and takes no trip to the key's memory: it makes sorting the
@@ -49,6 +44,8 @@ uint64_t KeyHead(std::string_view key) {
 class AppendPoint {
  public:
   absl::Status Init(WriteTxn& txn, MDB_cursor* cursor, std::string_view db_name) {
+    after_ = false;
+    last_.clear();
     MDB_val key;
     MDB_val value;
     const int rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST);
@@ -75,70 +72,77 @@ class AppendPoint {
   bool after_ = false;
 };
 
-// Buffers that every object of a commit reuses, so that a large batch (a restore) allocates
-// almost nothing per object. Kept across the attempts of one commit.
-struct ApplyBuffers {
-  struct OldVote {
-    std::string agent_id;
-    int64_t expires_at_ms = 0;
-  };
-  // An expiry entry to write: be64(time) followed by arena[offset, offset + size), whose
-  // KeyHead is `head`.
-  struct ExpiryPut {
-    uint64_t time;
-    uint64_t head;
-    size_t offset;
-    size_t size;
-  };
+// Bytes that live as long as their batch: the keys and values of its pending writes, copied in
+// once and viewed from then on. Blocks never move, so views stay valid as the arena grows.
+class Arena {
+ public:
+  std::string_view Copy(std::string_view bytes) {
+    if (bytes.size() > left_) {
+      const size_t size = std::max(kBlockSize, bytes.size());
+      blocks_.push_back(std::make_unique<char[]>(size));
+      next_ = blocks_.back().get();
+      left_ = size;
+    }
+    char* at = next_;
+    std::memcpy(at, bytes.data(), bytes.size());
+    next_ += bytes.size();
+    left_ -= bytes.size();
+    return std::string_view(at, bytes.size());
+  }
 
-  std::string prefix;      // object_key '\0'
-  std::string report_key;  // object_key '\0' agent_id
-  std::string expiry_key;
-  std::vector<OldVote> old_votes;  // Only [0, old_count) is current; the rest keeps capacity.
-  size_t old_count = 0;
-  std::vector<const Vote*> new_votes;
-  std::string expiry_arena;  // object_key '\0' agent_id of each ExpiryPut, back to back.
-  std::vector<ExpiryPut> expiry_puts;
+ private:
+  static constexpr size_t kBlockSize = size_t{1} << 20;
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  char* next_ = nullptr;
+  size_t left_ = 0;
+};
+
+// One pending object write: the whole new value, or a delete.
+struct PendingObject {
+  std::string_view key;    // In the batch's arena.
+  std::string_view value;  // In the batch's arena; a stored ObjectRecord (see object_record.h).
+  bool deleted = false;
+  RecordSummary summary;  // Of `value`.
+};
+
+// An expiry entry to write, for the object `key`, whose KeyHead is `head`.
+struct ExpiryPut {
+  uint64_t time;
+  uint64_t head;
+  std::string_view key;
 };
 
 // Applies object writes, given in ascending key order, in one write transaction, keeping
-// `reports`, `expiry` and `states` in step. Each database is written through one cursor, so LMDB
-// never has to fix up a second cursor after a change. Must be destroyed before the transaction
-// ends (LMDB frees a write transaction's cursors itself).
+// `objects` and `expiry` in step. Each database is written through one cursor, so LMDB never has
+// to fix up a second cursor after a change. Must be destroyed before the transaction ends (LMDB
+// frees a write transaction's cursors itself).
 class ObjectWriter {
  public:
-  ObjectWriter(WriteTxn& txn, ApplyBuffers& buffers) : txn_(txn), dbs_(txn.dbs()), b_(buffers) {}
+  // `expiry_puts` is a buffer kept across the attempts of one commit.
+  ObjectWriter(WriteTxn& txn, std::vector<ExpiryPut>& expiry_puts)
+      : txn_(txn), dbs_(txn.dbs()), expiry_puts_(expiry_puts) {}
 
   absl::Status Init();
-  // Makes the object `object_key` what `data` says, or deletes it if `data` is empty. Keys must
-  // be ascending and distinct across calls.
-  absl::Status Write(std::string_view object_key, const std::optional<ObjectData>& data);
+  // Makes the object what `object` says. Keys must be ascending and distinct across calls.
+  absl::Status Write(const PendingObject& object, uint64_t head);
   // Writes the expiry entries that Write() collected.
   absl::Status Finish();
 
  private:
-  // Reads the object's stored votes into old_votes[0, old_count).
-  absl::Status ReadOldVotes();
-  absl::Status RemoveVote(std::string_view object_key, const ApplyBuffers::OldVote& vote);
-  void AddExpiry(std::string_view object_key, const Vote& vote);
-
   WriteTxn& txn_;
   const ShardDbs& dbs_;
-  ApplyBuffers& b_;
-  CursorPtr reports_;
-  CursorPtr states_;
+  std::vector<ExpiryPut>& expiry_puts_;
+  std::string expiry_key_;
+  CursorPtr objects_;
   CursorPtr expiry_;
-  AppendPoint reports_end_;
-  AppendPoint states_end_;
+  AppendPoint objects_end_;
   AppendPoint expiry_end_;
 };
 
 absl::Status ObjectWriter::Init() {
-  b_.expiry_arena.clear();
-  b_.expiry_puts.clear();
+  expiry_puts_.clear();
   const std::tuple<CursorPtr*, AppendPoint*, MDB_dbi, const char*> dbs[] = {
-      {&reports_, &reports_end_, dbs_.reports, "reports"},
-      {&states_, &states_end_, dbs_.states, "states"},
+      {&objects_, &objects_end_, dbs_.objects, "objects"},
       {&expiry_, &expiry_end_, dbs_.expiry, "expiry"},
   };
   for (const auto& [cursor, end, dbi, name] : dbs) {
@@ -150,131 +154,72 @@ absl::Status ObjectWriter::Init() {
   return absl::OkStatus();
 }
 
-absl::Status ObjectWriter::Write(std::string_view object_key,
-                                 const std::optional<ObjectData>& data) {
-  SetReportsPrefix(object_key, &b_.prefix);
-  // Every key of this object's votes starts with the prefix, so if the prefix is past the end of
-  // `reports`, there are none.
-  const bool new_object = reports_end_.After(b_.prefix);
-  b_.old_count = 0;
+absl::Status ObjectWriter::Write(const PendingObject& object, uint64_t head) {
+  // The stored object's expiry entry, if it has one. A key past the end of `objects` has no
+  // stored object: a restore into an empty shard never searches the tree.
+  const bool new_object = objects_end_.After(object.key);
+  bool stored = false;
+  // (GCC 12 warns of optional<uint64_t> in comparisons here, wrongly: plain pairs instead.)
+  bool has_old_expiry = false;
+  uint64_t old_expiry = 0;
   if (!new_object) {
-    if (absl::Status status = ReadOldVotes(); !status.ok()) return status;
-  }
-
-  b_.new_votes.clear();
-  if (data.has_value()) {
-    for (const Vote& vote : data->votes) b_.new_votes.push_back(&vote);
-    // Callers pass votes sorted (ObjectData's promise); sort only if they did not. Stable, so
-    // that of two votes of one agent the later one wins below.
-    if (!std::is_sorted(b_.new_votes.begin(), b_.new_votes.end(), ByAgentId)) {
-      std::stable_sort(b_.new_votes.begin(), b_.new_votes.end(), ByAgentId);
+    MDB_val key = ToVal(object.key);
+    MDB_val value;
+    const int rc = mdb_cursor_get(objects_.get(), &key, &value, MDB_SET_KEY);
+    if (rc == MDB_SUCCESS) {
+      stored = true;
+      const std::optional<RecordSummary> old = ScanObjectRecord(FromVal(value));
+      if (!old.has_value()) return UnparseableValue(dbs_, "objects", object.key, "ObjectRecord");
+      has_old_expiry = old->min_expiry.has_value();
+      old_expiry = old->min_expiry.value_or(0);
+    } else if (rc != MDB_NOTFOUND) {
+      return txn_.Fail("mdb_cursor_get(objects)", rc);
     }
   }
 
-  // Merge the old and the new votes, both in agent_id order (the order of LMDB's keys too).
-  const unsigned put_flags = new_object ? MDB_APPEND : 0;
-  size_t i = 0;
-  size_t j = 0;
-  while (i < b_.old_count || j < b_.new_votes.size()) {
-    if (j + 1 < b_.new_votes.size() &&
-        b_.new_votes[j]->agent_id() == b_.new_votes[j + 1]->agent_id()) {
-      ++j;
-      continue;
-    }
-    int order;
-    if (i == b_.old_count) {
-      order = 1;
-    } else if (j == b_.new_votes.size()) {
-      order = -1;
-    } else {
-      order = b_.old_votes[i].agent_id.compare(b_.new_votes[j]->agent_id());
-    }
-    if (order < 0) {  // A vote that is no longer there.
-      if (absl::Status s = RemoveVote(object_key, b_.old_votes[i]); !s.ok()) return s;
-      ++i;
-      continue;
-    }
-    const Vote& vote = *b_.new_votes[j];
-    b_.report_key.assign(b_.prefix).append(vote.agent_id());
-    absl::Status status = txn_.CursorPut(reports_.get(), "reports", b_.report_key, vote, put_flags);
-    if (!status.ok()) return status;
-    // Most replacements keep an agent's expiry (the object's state changed, not the vote's):
-    // then its expiry entry stays as it is.
-    if (order > 0 ||
-        ExpiryTime(b_.old_votes[i].expires_at_ms) != ExpiryTime(vote.expires_at_ms())) {
-      if (order == 0) {
-        SetExpiryKey(b_.old_votes[i].expires_at_ms, object_key, vote.agent_id(), &b_.expiry_key);
-        status = txn_.CursorDelete(expiry_.get(), "expiry", b_.expiry_key);
-        if (!status.ok()) return status;
+  const bool has_new_expiry = !object.deleted && object.summary.min_expiry.has_value();
+  const uint64_t new_expiry = object.summary.min_expiry.value_or(0);
+  if (object.deleted) {
+    if (stored) {
+      if (const int rc = mdb_cursor_del(objects_.get(), 0); rc != MDB_SUCCESS) {
+        return txn_.Fail("mdb_cursor_del(objects)", rc);
       }
-      AddExpiry(object_key, vote);
     }
-    if (order == 0) ++i;
-    ++j;
+  } else {
+    MDB_val key = ToVal(object.key);
+    MDB_val value = ToVal(object.value);
+    if (const int rc = mdb_cursor_put(objects_.get(), &key, &value, new_object ? MDB_APPEND : 0);
+        rc != MDB_SUCCESS) {
+      return txn_.Fail("mdb_cursor_put(objects)", rc);
+    }
   }
-
-  if (!data.has_value()) return txn_.CursorDelete(states_.get(), "states", object_key);
-  return txn_.CursorPut(states_.get(), "states", object_key, data->state,
-                        states_end_.After(object_key) ? MDB_APPEND : 0);
-}
-
-absl::Status ObjectWriter::ReadOldVotes() {
-  MDB_val key = ToVal(b_.prefix);
-  MDB_val value;
-  int rc = mdb_cursor_get(reports_.get(), &key, &value, MDB_SET_RANGE);
-  while (rc == MDB_SUCCESS) {
-    const std::string_view k = FromVal(key);
-    if (!StartsWith(k, b_.prefix)) break;
-    const std::optional<int64_t> expires_at_ms = ParseVoteExpiry(FromVal(value));
-    if (!expires_at_ms.has_value()) return UnparseableValue(dbs_, "reports", k, "Vote");
-    if (b_.old_count == b_.old_votes.size()) b_.old_votes.emplace_back();
-    // Copied: the page under `key` changes as soon as this object's votes are written.
-    b_.old_votes[b_.old_count].agent_id.assign(k.substr(b_.prefix.size()));
-    b_.old_votes[b_.old_count].expires_at_ms = *expires_at_ms;
-    ++b_.old_count;
-    rc = mdb_cursor_get(reports_.get(), &key, &value, MDB_NEXT);
+  // Most replacements keep the object's earliest expiry (its state changed, or a later vote did):
+  // then its expiry entry stays as it is.
+  if (has_old_expiry == has_new_expiry && old_expiry == new_expiry) return absl::OkStatus();
+  if (has_old_expiry) {
+    SetExpiryKey(old_expiry, object.key, &expiry_key_);
+    if (absl::Status s = txn_.CursorDelete(expiry_.get(), "expiry", expiry_key_); !s.ok()) {
+      return s;
+    }
   }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-    return txn_.Fail("mdb_cursor_get(reports)", rc);
-  }
+  // Deferred to Finish(): in time order the inserts touch neighbouring pages, where in object
+  // order every one would land on a random page of the index. Deferring is safe because no
+  // delete of this commit can hit a key put here: an object occurs once per batch, and its
+  // deleted entry differs from the put one in time.
+  if (has_new_expiry) expiry_puts_.push_back({new_expiry, head, object.key});
   return absl::OkStatus();
 }
 
-absl::Status ObjectWriter::RemoveVote(std::string_view object_key,
-                                      const ApplyBuffers::OldVote& vote) {
-  b_.report_key.assign(b_.prefix).append(vote.agent_id);
-  if (absl::Status s = txn_.CursorDelete(reports_.get(), "reports", b_.report_key); !s.ok()) {
-    return s;
-  }
-  SetExpiryKey(vote.expires_at_ms, object_key, vote.agent_id, &b_.expiry_key);
-  return txn_.CursorDelete(expiry_.get(), "expiry", b_.expiry_key);
-}
-
-void ObjectWriter::AddExpiry(std::string_view object_key, const Vote& vote) {
-  // Deferred to Finish(): in time order the inserts touch neighbouring pages, where in object
-  // order every one would land on a random page of the index. Deferring is safe because no
-  // delete of this commit can hit a key put here: an object occurs once per batch, and within
-  // it a deleted entry differs from the put one in agent or time.
-  b_.expiry_puts.push_back({ExpiryTime(vote.expires_at_ms()), KeyHead(object_key),
-                            b_.expiry_arena.size(),
-                            object_key.size() + 1 + vote.agent_id().size()});
-  b_.expiry_arena.append(object_key);
-  b_.expiry_arena.push_back(kKeySeparator);
-  b_.expiry_arena.append(vote.agent_id());
-}
-
 absl::Status ObjectWriter::Finish() {
-  const std::string_view arena = b_.expiry_arena;
-  std::sort(b_.expiry_puts.begin(), b_.expiry_puts.end(),
-            [arena](const ApplyBuffers::ExpiryPut& a, const ApplyBuffers::ExpiryPut& b) {
-              if (a.time != b.time) return a.time < b.time;
-              if (a.head != b.head) return a.head < b.head;
-              return arena.substr(a.offset, a.size) < arena.substr(b.offset, b.size);
-            });
-  for (const ApplyBuffers::ExpiryPut& put : b_.expiry_puts) {
-    SetExpiryKey(put.time, arena.substr(put.offset, put.size), &b_.expiry_key);
-    absl::Status status = txn_.CursorPutEmpty(expiry_.get(), "expiry", b_.expiry_key,
-                                              expiry_end_.After(b_.expiry_key) ? MDB_APPEND : 0);
+  std::sort(expiry_puts_.begin(), expiry_puts_.end(), [](const ExpiryPut& a, const ExpiryPut& b) {
+    if (a.time != b.time) return a.time < b.time;
+    if (a.head != b.head) return a.head < b.head;
+    return a.key < b.key;
+  });
+  for (const ExpiryPut& put : expiry_puts_) {
+    SetExpiryKey(put.time, put.key, &expiry_key_);
+    absl::Status status = txn_.CursorPutEmpty(expiry_.get(), "expiry", expiry_key_,
+                                              expiry_end_.After(expiry_key_) ? MDB_APPEND : 0);
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
@@ -292,17 +237,66 @@ class WriteBatchImpl final : public WriteBatch {
 
   absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) override {
     if (committed_) return Spent();
-    if (auto it = index_.find(AbslView(object_key)); it != index_.end()) return it->second->data;
+    if (auto it = index_.find(AbslView(object_key)); it != index_.end()) {
+      const PendingObject& object = pending_[it->second];
+      if (object.deleted) return std::nullopt;
+      std::optional<ObjectData> data(std::in_place);
+      // The batch wrote these bytes itself (or checked them in PutObjectBytes).
+      if (!ParseObjectRecord(object.value, &*data)) {
+        return absl::InternalError(
+            absl::StrCat("shard ", shard_->dir(), ": pending object does not parse"));
+      }
+      return data;
+    }
     absl::StatusOr<MDB_txn*> snapshot = Snapshot();
     if (!snapshot.ok()) return snapshot.status();
     return ReadObject(shard_->dbs(), *snapshot, object_key);
   }
 
   void PutObject(std::string_view object_key, ObjectData data) override {
-    Pending(object_key).data = std::move(data);
+    // Serialized now rather than at Commit: the batch then holds one form of every object, and a
+    // read of it through GetObject costs a parse, as a copy of an ObjectData would.
+    scratch_.clear();
+    const RecordSummary summary = AppendObjectRecord(data, &scratch_);
+    PendingObject& object = Pending(object_key);
+    object.value = arena_.Copy(scratch_);
+    object.deleted = false;
+    object.summary = summary;
   }
 
-  void DeleteObject(std::string_view object_key) override { Pending(object_key).data.reset(); }
+  absl::Status PutObjectBytes(std::string_view object_key, std::string_view record) override {
+    std::optional<RecordSummary> summary = ScanObjectRecord(record);
+    if (!summary.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shard ", shard_->dir(), ": object key \"",
+                       absl::CHexEscape(AbslView(object_key.substr(0, 100))),
+                       "\": value is not a serialized ObjectRecord"));
+    }
+    if (!summary->votes_canonical) {
+      // Votes out of order or doubled: store them as PutObject would.
+      ObjectData data;
+      if (!ParseObjectRecord(record, &data)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("shard ", shard_->dir(), ": object key \"",
+                         absl::CHexEscape(AbslView(object_key.substr(0, 100))),
+                         "\": value does not parse as an ObjectRecord"));
+      }
+      PutObject(object_key, std::move(data));
+      return absl::OkStatus();
+    }
+    PendingObject& object = Pending(object_key);
+    object.value = arena_.Copy(record);
+    object.deleted = false;
+    object.summary = *summary;
+    return absl::OkStatus();
+  }
+
+  void DeleteObject(std::string_view object_key) override {
+    PendingObject& object = Pending(object_key);
+    object.value = std::string_view();
+    object.deleted = true;
+    object.summary = RecordSummary();
+  }
 
   void SetMeta(ShardMeta meta) override { meta_ = std::move(meta); }
 
@@ -319,20 +313,14 @@ class WriteBatchImpl final : public WriteBatch {
   absl::Status Commit() override;
 
  private:
-  struct PendingObject {
-    std::string key;
-    std::optional<ObjectData> data;  // nullopt: delete the object.
-  };
-
-  // The pending write of `object_key`, created empty if there is none.
+  // The pending write of `object_key`, created (as a delete) if there is none.
   PendingObject& Pending(std::string_view object_key) {
-    // Append first and undo on a hit: one hash lookup either way, and the index's key must point
-    // at the entry's own copy.
-    PendingObject& fresh = pending_.emplace_back();
-    fresh.key.assign(object_key);
-    auto [it, inserted] = index_.try_emplace(AbslView(fresh.key), &fresh);
-    if (!inserted) pending_.pop_back();
-    return *it->second;
+    // Copy first and waste the copy on a hit: one hash lookup either way, and the index's key
+    // must point at bytes that live as long as the batch.
+    const std::string_view key = arena_.Copy(object_key);
+    auto [it, inserted] = index_.try_emplace(AbslView(key), pending_.size());
+    if (inserted) pending_.push_back({key, std::string_view(), true, RecordSummary()});
+    return pending_[it->second];
   }
 
   // The read transaction behind GetObject and GetMeta. Begun on first use rather than when the
@@ -346,11 +334,10 @@ class WriteBatchImpl final : public WriteBatch {
   // A pending object to sort by key; `head` is KeyHead(key).
   struct SortedObject {
     uint64_t head;
-    std::string_view key;
-    const std::optional<ObjectData>* data;
+    const PendingObject* object;
   };
   absl::Status Apply(WriteTxn& txn, const std::vector<SortedObject>& objects,
-                     ApplyBuffers& buffers);
+                     std::vector<ExpiryPut>& expiry_puts);
   absl::Status Spent() const {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", shard_->dir(), ": WriteBatch used after Commit"));
@@ -360,12 +347,13 @@ class WriteBatchImpl final : public WriteBatch {
   MDB_txn* snapshot_ = nullptr;
   // Commit() was called; the shard's one batch slot is free again.
   bool committed_ = false;
-  // The pending object writes, one per key, in the order of their first write. A deque so that
-  // entries (and the keys the index points into) never move; objects are moved in once and
-  // never again, where a map holding them would move them on every rehash.
-  std::deque<PendingObject> pending_;
-  absl::flat_hash_map<absl::string_view, PendingObject*> index_;
+  Arena arena_;
+  // The pending object writes, one per key, in the order of their first write, and their index
+  // by key (a view into the arena).
+  std::vector<PendingObject> pending_;
+  absl::flat_hash_map<absl::string_view, size_t> index_;
   std::optional<ShardMeta> meta_;
+  std::string scratch_;  // PutObject's serialization buffer.
 };
 
 absl::StatusOr<MDB_txn*> WriteBatchImpl::Snapshot() {
@@ -387,20 +375,17 @@ absl::Status WriteBatchImpl::Validate() const {
         absl::StrCat("shard ", shard_->dir(), ": object key \"",
                      absl::CHexEscape(AbslView(object_key.substr(0, 100))), "\": ", AbslView(why)));
   };
-  for (const auto& [object_key, data] : pending_) {
-    if (object_key.empty()) return invalid(object_key, "empty");
-    if (object_key.find(kKeySeparator) != std::string::npos) return invalid(object_key, "has \\0");
-    if (object_key.size() > kMaxObjectAndAgentIdSize) {
-      return invalid(object_key, absl::StrCat("longer than ", kMaxObjectAndAgentIdSize, " bytes"));
+  for (const PendingObject& object : pending_) {
+    const std::string_view key = object.key;
+    if (key.empty()) return invalid(key, "empty");
+    if (key.find(kKeySeparator) != std::string::npos) return invalid(key, "has \\0");
+    if (key.size() > kMaxObjectAndAgentIdSize) {
+      return invalid(key, absl::StrCat("longer than ", kMaxObjectAndAgentIdSize, " bytes"));
     }
-    if (!data.has_value()) continue;
-    for (const Vote& vote : data->votes) {
-      if (object_key.size() + vote.agent_id().size() > kMaxObjectAndAgentIdSize) {
-        return invalid(
-            object_key,
-            absl::StrCat("with agent_id \"", absl::CHexEscape(vote.agent_id().substr(0, 100)),
-                         "\" longer than ", kMaxObjectAndAgentIdSize, " bytes together"));
-      }
+    if (key.size() + object.summary.max_agent_id_size > kMaxObjectAndAgentIdSize) {
+      return invalid(
+          key, absl::StrCat("with an agent_id of ", object.summary.max_agent_id_size,
+                            " bytes: longer than ", kMaxObjectAndAgentIdSize, " bytes together"));
     }
   }
   return absl::OkStatus();
@@ -417,15 +402,13 @@ absl::Status WriteBatchImpl::Commit() {
     // database can append; in hash order every write would search from the root.
     std::vector<SortedObject> objects;
     objects.reserve(pending_.size());
-    for (const PendingObject& object : pending_) {
-      objects.push_back({KeyHead(object.key), object.key, &object.data});
-    }
+    for (const PendingObject& object : pending_) objects.push_back({KeyHead(object.key), &object});
     std::sort(objects.begin(), objects.end(), [](const SortedObject& a, const SortedObject& b) {
       if (a.head != b.head) return a.head < b.head;
-      return a.key < b.key;
+      return a.object->key < b.object->key;
     });
-    ApplyBuffers buffers;
-    status = shard_->Write([&](WriteTxn& txn) { return Apply(txn, objects, buffers); });
+    std::vector<ExpiryPut> expiry_puts;
+    status = shard_->Write([&](WriteTxn& txn) { return Apply(txn, objects, expiry_puts); });
   }
   // Free the slot only now: the next batch's snapshot must not be taken before this commit.
   shard_->BatchClosed();
@@ -433,12 +416,12 @@ absl::Status WriteBatchImpl::Commit() {
 }
 
 absl::Status WriteBatchImpl::Apply(WriteTxn& txn, const std::vector<SortedObject>& objects,
-                                   ApplyBuffers& buffers) {
+                                   std::vector<ExpiryPut>& expiry_puts) {
   {
-    ObjectWriter writer(txn, buffers);
+    ObjectWriter writer(txn, expiry_puts);
     absl::Status status = writer.Init();
     for (size_t i = 0; status.ok() && i < objects.size(); ++i) {
-      status = writer.Write(objects[i].key, *objects[i].data);
+      status = writer.Write(*objects[i].object, objects[i].head);
     }
     if (status.ok()) status = writer.Finish();
     if (!status.ok()) return status;

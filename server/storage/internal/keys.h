@@ -31,34 +31,19 @@ inline std::string_view FromVal(const MDB_val& v) {
   return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
 }
 
-// Sets *out to object_key '\0': the prefix of all the object's keys in `reports`.
-inline void SetReportsPrefix(std::string_view object_key, std::string* out) {
-  out->assign(object_key);
-  out->push_back(kKeySeparator);
-}
-
 // The expiry index orders by time as unsigned big-endian bytes, so negative times (never written
 // by the processor) are stored as 0: already expired, and still in order.
 inline uint64_t ExpiryTime(int64_t expires_at_ms) {
   return static_cast<uint64_t>(std::max<int64_t>(expires_at_ms, 0));
 }
 
-// Sets *out to be64(time) followed by `rest`, which is object_key '\0' agent_id.
-inline void SetExpiryKey(uint64_t time, std::string_view rest, std::string* out) {
+// Sets *out to be64(time) object_key.
+inline void SetExpiryKey(uint64_t time, std::string_view object_key, std::string* out) {
   out->resize(kExpiryTimeSize);
   for (size_t i = 0; i < kExpiryTimeSize; ++i) {
     (*out)[i] = static_cast<char>(time >> (8 * (kExpiryTimeSize - 1 - i)));
   }
-  out->append(rest);
-}
-
-// Sets *out to be64(ExpiryTime(expires_at_ms)) object_key '\0' agent_id.
-inline void SetExpiryKey(int64_t expires_at_ms, std::string_view object_key,
-                         std::string_view agent_id, std::string* out) {
-  SetExpiryKey(ExpiryTime(expires_at_ms), std::string_view(), out);
   out->append(object_key);
-  out->push_back(kKeySeparator);
-  out->append(agent_id);
 }
 
 // The time of an expiry key; the key must be at least kExpiryTimeSize bytes.
@@ -70,10 +55,9 @@ inline uint64_t ExpiryKeyTime(std::string_view key) {
   return t;
 }
 
-// The object key of an expiry key (object keys hold no '\0', so the first one ends it).
+// The object key of an expiry key.
 inline std::string_view ExpiryKeyObject(std::string_view key) {
-  std::string_view rest = key.substr(kExpiryTimeSize);
-  return rest.substr(0, rest.find(kKeySeparator));
+  return key.substr(kExpiryTimeSize);
 }
 
 }  // namespace tally::storage::internal

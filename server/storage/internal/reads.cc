@@ -1,19 +1,16 @@
 #include "server/storage/internal/reads.h"
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
 #include "server/storage/internal/keys.h"
 #include "server/storage/internal/mdb_status.h"
+#include "server/storage/internal/object_record.h"
 
 namespace tally::storage::internal {
 namespace {
 
 using records::v1::ShardMeta;
 using records::v1::StoredState;
-using records::v1::Vote;
-
 bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
@@ -41,41 +38,28 @@ absl::StatusOr<std::optional<StoredState>> ReadState(const ShardDbs& dbs, MDB_tx
                                                      std::string_view object_key) {
   MDB_val key = ToVal(object_key);
   MDB_val value;
-  const int rc = mdb_get(txn, dbs.states, &key, &value);
+  const int rc = mdb_get(txn, dbs.objects, &key, &value);
   if (rc == MDB_NOTFOUND) return std::nullopt;
-  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_get(states)", rc);
+  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_get(objects)", rc);
+  // Only the state: point reads and scans need nothing else, and the votes are most of a value.
   std::optional<StoredState> state(std::in_place);
-  if (!state->ParseFromArray(value.mv_data, static_cast<int>(value.mv_size))) {
-    return UnparseableValue(dbs, "states", object_key, "StoredState");
+  if (!ParseObjectState(FromVal(value), &*state)) {
+    return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
   }
   return state;
 }
 
 absl::StatusOr<std::optional<ObjectData>> ReadObject(const ShardDbs& dbs, MDB_txn* txn,
                                                      std::string_view object_key) {
-  absl::StatusOr<std::optional<StoredState>> state = ReadState(dbs, txn, object_key);
-  if (!state.ok()) return state.status();
-  if (!state->has_value()) return std::nullopt;
-  std::optional<ObjectData> object(std::in_place);
-  object->state = std::move(**state);
-
-  absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.reports, "reports");
-  if (!cursor.ok()) return cursor.status();
-  std::string prefix;
-  SetReportsPrefix(object_key, &prefix);
-  MDB_val key = ToVal(prefix);
+  MDB_val key = ToVal(object_key);
   MDB_val value;
-  int rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_SET_RANGE);
-  // Key order within the prefix is agent_id order, which is the order ObjectData promises.
-  while (rc == MDB_SUCCESS && StartsWith(FromVal(key), prefix)) {
-    Vote& vote = object->votes.emplace_back();
-    if (!vote.ParseFromArray(value.mv_data, static_cast<int>(value.mv_size))) {
-      return UnparseableValue(dbs, "reports", FromVal(key), "Vote");
-    }
-    rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-    return MdbStatus(dbs.dir, "mdb_cursor_get(reports)", rc);
+  const int rc = mdb_get(txn, dbs.objects, &key, &value);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_get(objects)", rc);
+  std::optional<ObjectData> object(std::in_place);
+  // Stored votes are sorted by agent_id already (the writer makes them so).
+  if (!ParseObjectRecord(FromVal(value), &*object)) {
+    return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
   }
   return object;
 }
@@ -108,7 +92,7 @@ absl::StatusOr<std::vector<std::pair<std::string, StoredState>>> ScanStates(
     bool inclusive, size_t limit) {
   std::vector<std::pair<std::string, StoredState>> out;
   if (limit == 0) return out;
-  absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.states, "states");
+  absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.objects, "objects");
   if (!cursor.ok()) return cursor.status();
 
   // Every key with the prefix is >= prefix, so an `after` below it bounds nothing.
@@ -127,14 +111,14 @@ absl::StatusOr<std::vector<std::pair<std::string, StoredState>>> ScanStates(
   }
   while (rc == MDB_SUCCESS && StartsWith(FromVal(key), prefix)) {
     auto& [object_key, state] = out.emplace_back(FromVal(key), StoredState());
-    if (!state.ParseFromArray(value.mv_data, static_cast<int>(value.mv_size))) {
-      return UnparseableValue(dbs, "states", object_key, "StoredState");
+    if (!ParseObjectState(FromVal(value), &state)) {
+      return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
     }
     if (out.size() == limit) return out;
     rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
   }
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-    return MdbStatus(dbs.dir, "mdb_cursor_get(states)", rc);
+    return MdbStatus(dbs.dir, "mdb_cursor_get(objects)", rc);
   }
   return out;
 }
@@ -146,8 +130,6 @@ absl::StatusOr<std::vector<std::string>> ReadExpiredObjects(const ShardDbs& dbs,
   const uint64_t now = static_cast<uint64_t>(now_ms);
   absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.expiry, "expiry");
   if (!cursor.ok()) return cursor.status();
-  // Views into the map: valid as long as the transaction.
-  absl::flat_hash_set<absl::string_view> seen;
   MDB_val key;
   MDB_val value;
   int rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_FIRST);
@@ -158,11 +140,9 @@ absl::StatusOr<std::vector<std::string>> ReadExpiredObjects(const ShardDbs& dbs,
                                               absl::CHexEscape(AbslView(k)), "\" is too short"));
     }
     if (ExpiryKeyTime(k) > now) break;
-    const std::string_view object_key = ExpiryKeyObject(k);
-    if (seen.insert(AbslView(object_key)).second) {
-      out.emplace_back(object_key);
-      if (out.size() == limit) return out;
-    }
+    // One entry per object (at its earliest vote expiry), so no object comes twice.
+    out.emplace_back(ExpiryKeyObject(k));
+    if (out.size() == limit) return out;
     rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
   }
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
@@ -173,44 +153,9 @@ absl::StatusOr<std::vector<std::string>> ReadExpiredObjects(const ShardDbs& dbs,
 
 absl::StatusOr<uint64_t> CountStates(const ShardDbs& dbs, MDB_txn* txn) {
   MDB_stat stat;
-  const int rc = mdb_stat(txn, dbs.states, &stat);
-  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_stat(states)", rc);
+  const int rc = mdb_stat(txn, dbs.objects, &stat);
+  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_stat(objects)", rc);
   return uint64_t{stat.ms_entries};
-}
-
-std::optional<int64_t> ParseVoteExpiry(std::string_view serialized_vote) {
-  // Wire types of the protobuf encoding (stable since proto2); groups are not used by Vote.
-  enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
-  constexpr uint32_t kExpiryTag = (Vote::kExpiresAtMsFieldNumber << 3) | kVarint;
-  google::protobuf::io::CodedInputStream in(
-      reinterpret_cast<const uint8_t*>(serialized_vote.data()),
-      static_cast<int>(serialized_vote.size()));
-  int64_t expires_at_ms = 0;
-  while (const uint32_t tag = in.ReadTag()) {
-    uint64_t varint = 0;
-    uint32_t length = 0;
-    bool ok = false;
-    switch (tag & 7) {
-      case kVarint:
-        ok = in.ReadVarint64(&varint);
-        // The last occurrence wins, as in a full parse.
-        if (ok && tag == kExpiryTag) expires_at_ms = static_cast<int64_t>(varint);
-        break;
-      case kFixed64:
-        ok = in.Skip(8);
-        break;
-      case kLengthDelimited:
-        ok = in.ReadVarint32(&length) && in.Skip(static_cast<int>(length));
-        break;
-      case kFixed32:
-        ok = in.Skip(4);
-        break;
-    }
-    if (!ok) return std::nullopt;
-  }
-  // ReadTag() returns 0 both at the end and on a malformed tag.
-  if (!in.ConsumedEntireMessage()) return std::nullopt;
-  return expires_at_ms;
 }
 
 }  // namespace tally::storage::internal

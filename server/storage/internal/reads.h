@@ -24,8 +24,7 @@ namespace tally::storage::internal {
 // The handles of one shard's databases. Constant once the shard is open.
 struct ShardDbs {
   std::string_view dir;
-  MDB_dbi reports = 0;
-  MDB_dbi states = 0;
+  MDB_dbi objects = 0;
   MDB_dbi expiry = 0;
   MDB_dbi meta = 0;
 };
@@ -53,11 +52,6 @@ absl::StatusOr<std::vector<std::string>> ReadExpiredObjects(const ShardDbs& dbs,
                                                             int64_t now_ms, size_t limit);
 
 absl::StatusOr<uint64_t> CountStates(const ShardDbs& dbs, MDB_txn* txn);
-
-// The expires_at_ms of a serialized Vote (0 if absent), read without parsing the rest of it: a
-// write reads the old votes of every object it replaces only for their expiry entries. nullopt if
-// the bytes are not a Vote.
-std::optional<int64_t> ParseVoteExpiry(std::string_view serialized_vote);
 
 struct CursorCloser {
   void operator()(MDB_cursor* cursor) const { mdb_cursor_close(cursor); }
