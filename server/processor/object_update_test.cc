@@ -219,8 +219,8 @@ TEST(RecordValidationTest, BadRecordsNameTheField) {
   std::vector<Case> cases = {
       {[](ReportRecord& r) { r.set_scenario("other"); }, "scenario: \"other\" is not"},
       {[](ReportRecord& r) { r.set_object_key(""); }, "object_key: must not be empty"},
-      {[](ReportRecord& r) { r.set_object_key(std::string(513, 'k')); },
-       "object_key: 513 bytes, the limit is 512"},
+      {[](ReportRecord& r) { r.set_object_key(std::string(257, 'k')); },
+       "object_key: 257 bytes, the limit is 256"},
       {[](ReportRecord& r) { r.set_object_key(std::string("a\0b", 3)); },
        "object_key: must not contain NUL"},
       {[](ReportRecord& r) { r.set_object_key("other"); }, "object_key: differs from"},

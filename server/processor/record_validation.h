@@ -9,12 +9,16 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "server/storage/shard.h"
 #include "tally/records/v1/records.pb.h"
 
 namespace tally::processor {
 
-inline constexpr size_t kMaxObjectKeyBytes = 512;
+inline constexpr size_t kMaxObjectKeyBytes = 256;
 inline constexpr size_t kMaxAgentIdBytes = 128;
+// A vote's shard key holds both: a report within the limits can always be stored. (A larger
+// object key would pass validation and then fail the shard's commit on every retry.)
+static_assert(kMaxObjectKeyBytes + kMaxAgentIdBytes <= storage::kMaxObjectAndAgentIdSize);
 inline constexpr size_t kMaxStateBytes = 256;
 inline constexpr size_t kMaxAttributes = 32;
 inline constexpr size_t kMaxAttributeKeyBytes = 128;
