@@ -38,6 +38,7 @@ scenarios {
   default_ttl { seconds: 60 }
 }
 node { enabled: true data_dir: "$dir/data" node_id: "node-1" }
+router { enabled: true }
 server { listen_address: "127.0.0.1:$port" }
 CFG
 

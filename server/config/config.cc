@@ -94,12 +94,18 @@ void ApplyDefaults(v1::Config& config) {
     config.mutable_node()->mutable_transaction_timeout()->set_seconds(10);
   }
   if (config.node().max_batch_records() == 0) config.mutable_node()->set_max_batch_records(5000);
+  if (!config.node().has_heartbeat_interval()) {
+    config.mutable_node()->mutable_heartbeat_interval()->set_seconds(1);
+  }
+  if (!config.router().has_default_deadline()) {
+    config.mutable_router()->mutable_default_deadline()->set_seconds(10);
+  }
 }
 
 absl::Status ValidateConfig(const v1::Config& config) {
   if (!IsName(config.app_id(), /*allow_dot=*/true)) {
-    return Invalid("app_id", absl::StrCat("must be 1-100 of [a-z0-9._-], got \"",
-                                          config.app_id(), "\""));
+    return Invalid("app_id",
+                   absl::StrCat("must be 1-100 of [a-z0-9._-], got \"", config.app_id(), "\""));
   }
   if (config.kafka().bootstrap_servers().empty()) {
     return Invalid("kafka.bootstrap_servers", "must not be empty");
@@ -118,7 +124,8 @@ absl::Status ValidateConfig(const v1::Config& config) {
                      absl::StrCat("must be 1-100 of [a-z0-9_-], got \"", s.name(), "\""));
     }
     if (!names.insert(s.name()).second) {
-      return Invalid(absl::StrCat(field, ".name"), absl::StrCat("\"", s.name(), "\" appears twice"));
+      return Invalid(absl::StrCat(field, ".name"),
+                     absl::StrCat("\"", s.name(), "\" appears twice"));
     }
     if (s.partitions() < 1 || s.partitions() > 10000) {
       return Invalid(absl::StrCat(field, ".partitions"),
@@ -150,7 +157,7 @@ absl::Status ValidateConfig(const v1::Config& config) {
   if (config.node().max_batch_records() < 1) {
     return Invalid("node.max_batch_records", "must be >= 1");
   }
-  auto millis = [](const google::protobuf::Duration& d) { return d.seconds() * 1000 + d.nanos() / 1000000; };
+  auto millis = DurationMs;
   if (millis(config.node().session_timeout()) < 1000) {
     return Invalid("node.session_timeout", "must be at least 1s");
   }
@@ -159,6 +166,16 @@ absl::Status ValidateConfig(const v1::Config& config) {
   }
   if (millis(config.node().expiry_interval()) < 10) {
     return Invalid("node.expiry_interval", "must be at least 10ms");
+  }
+  if (millis(config.node().heartbeat_interval()) < 10) {
+    return Invalid("node.heartbeat_interval", "must be at least 10ms");
+  }
+  if (millis(config.router().default_deadline()) < 1) {
+    return Invalid("router.default_deadline", "must be at least 1ms");
+  }
+  if (!config.node().enabled() && !config.router().enabled()) {
+    return Invalid("node.enabled",
+                   "neither node.enabled nor router.enabled is set: nothing to run");
   }
   if (config.server().listen_address().empty()) {
     return Invalid("server.listen_address", "must not be empty");
@@ -177,6 +194,21 @@ std::string ChangesTopic(const v1::Config& config, const std::string& scenario) 
 }
 std::string DeadLetterTopic(const v1::Config& config, const std::string& scenario) {
   return absl::StrCat(config.app_id(), ".", scenario, ".dlq");
+}
+
+std::string MembersTopic(const v1::Config& config) {
+  return absl::StrCat(config.app_id(), ".members");
+}
+
+absl::flat_hash_map<std::string, std::string> KafkaProperties(const v1::Config& config) {
+  absl::flat_hash_map<std::string, std::string> props(config.kafka().properties().begin(),
+                                                      config.kafka().properties().end());
+  props["bootstrap.servers"] = config.kafka().bootstrap_servers();
+  return props;
+}
+
+int64_t DurationMs(const google::protobuf::Duration& duration) {
+  return duration.seconds() * 1000 + duration.nanos() / 1000000;
 }
 
 }  // namespace tally::config

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tally/config/v1/config.pb.h"
@@ -32,6 +33,14 @@ std::string ReportsTopic(const v1::Config& config, const std::string& scenario);
 std::string ChangelogTopic(const v1::Config& config, const std::string& scenario);
 std::string ChangesTopic(const v1::Config& config, const std::string& scenario);
 std::string DeadLetterTopic(const v1::Config& config, const std::string& scenario);
+// <app_id>.members: compacted, one partition; every node's membership record, keyed by node id.
+std::string MembersTopic(const v1::Config& config);
+
+// librdkafka properties of every client: kafka.properties plus bootstrap.servers.
+absl::flat_hash_map<std::string, std::string> KafkaProperties(const v1::Config& config);
+
+// A protobuf Duration in milliseconds.
+int64_t DurationMs(const google::protobuf::Duration& duration);
 
 }  // namespace tally::config
 

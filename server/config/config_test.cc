@@ -31,6 +31,8 @@ TEST(ConfigTest, TextprotoParsesAndValidates) {
   v1::Config config = Valid();
   EXPECT_EQ(config.scenarios(0).partitions(), 6);
   EXPECT_EQ(config.scenarios(0).default_ttl().seconds(), 60);
+  EXPECT_EQ(config.node().heartbeat_interval().seconds(), 1);
+  EXPECT_EQ(config.router().default_deadline().seconds(), 10);
   EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
 }
 
@@ -84,8 +86,7 @@ TEST(ConfigTest, InvalidFieldsAreNamed) {
       {"no scenarios", [](v1::Config& c) { c.clear_scenarios(); }, "scenarios: at least one"},
       {"scenario name", [](v1::Config& c) { c.mutable_scenarios(0)->set_name("a.b"); },
        "scenarios[0].name: must be"},
-      {"duplicate scenario",
-       [](v1::Config& c) { *c.add_scenarios() = c.scenarios(0); },
+      {"duplicate scenario", [](v1::Config& c) { *c.add_scenarios() = c.scenarios(0); },
        "scenarios[1].name: \"site-under-attack\" appears twice"},
       {"partitions", [](v1::Config& c) { c.mutable_scenarios(0)->set_partitions(0); },
        "scenarios[0].partitions: must be in [1, 10000], got 0"},
@@ -95,9 +96,15 @@ TEST(ConfigTest, InvalidFieldsAreNamed) {
        "scenarios[0]: reducer"},
       {"data dir", [](v1::Config& c) { c.mutable_node()->clear_data_dir(); },
        "node.data_dir: must not be empty"},
-      {"node id", [](v1::Config& c) { c.mutable_node()->set_node_id(""); }, "node.node_id: must be"},
+      {"node id", [](v1::Config& c) { c.mutable_node()->set_node_id(""); },
+       "node.node_id: must be"},
       {"listen", [](v1::Config& c) { c.mutable_server()->clear_listen_address(); },
        "server.listen_address: must not be empty"},
+      {"no role", [](v1::Config& c) { c.mutable_node()->set_enabled(false); },
+       "neither node.enabled nor router.enabled"},
+      {"heartbeat",
+       [](v1::Config& c) { c.mutable_node()->mutable_heartbeat_interval()->set_seconds(0); },
+       "node.heartbeat_interval: must be at least 10ms"},
   };
   for (const BadCase& bad : cases) {
     SCOPED_TRACE(bad.name);

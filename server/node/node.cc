@@ -4,18 +4,28 @@
 
 namespace tally::node {
 
-Node::Node(const config::v1::Config& config) : processor_(config, registry_) {}
+Node::Node(const config::v1::Config& config)
+    : config_(config),
+      queries_(registry_, config.node().node_id()),
+      processor_(config, registry_) {}
 
 Node::~Node() { Stop(); }
 
-absl::Status Node::Start() {
+absl::Status Node::Start(const std::string& endpoint) {
   if (absl::Status s = processor_.EnsureTopics(); !s.ok()) return s;
+  membership_ = std::make_unique<MembershipPublisher>(config_, registry_, endpoint);
+  if (absl::Status s = membership_->Start(); !s.ok()) {
+    membership_.reset();
+    return s;
+  }
   thread_ = std::thread([this] { processor_.Run(); });
   return absl::OkStatus();
 }
 
 void Node::Stop() {
   if (!thread_.joinable()) return;
+  // Routers learn first that this node is going, then the partitions close.
+  membership_->Stop();
   processor_.Stop();
   thread_.join();
   log::Info("node stopped");

@@ -1,15 +1,19 @@
 #ifndef TALLY_SERVER_NODE_NODE_H_
 #define TALLY_SERVER_NODE_NODE_H_
 
-// Node is the node role of tallyd: it makes sure the scenarios' topics exist and runs the
-// Processor on a thread of its own. Start() and Stop() are called from one thread; registry()
-// may be used from any thread.
+// Node is the node role of tallyd: it makes sure the scenarios' topics exist, runs the Processor
+// on a thread of its own, answers reads of its shards (queries(), served as the internal
+// ShardService), and announces itself on <app>.members. Start() and Stop() are called from one
+// thread; registry() and queries() may be used from any thread.
 
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "server/node/membership.h"
 #include "server/node/processor.h"
+#include "server/node/shard_queries.h"
 #include "server/node/shard_registry.h"
 #include "tally/config/v1/config.pb.h"
 
@@ -21,17 +25,22 @@ class Node {
   explicit Node(const config::v1::Config& config);
   ~Node();
 
-  // Creates missing topics (FAILED_PRECONDITION on a partition-count mismatch) and starts
-  // processing. Partitions become readable as they are assigned and restored.
-  absl::Status Start();
-  // Stops processing and closes the shards. Idempotent.
+  // Creates missing topics (FAILED_PRECONDITION on a partition-count mismatch), starts
+  // processing, and announces the node at `endpoint` (host:port of its ShardService). Partitions
+  // become readable as they are assigned and restored.
+  absl::Status Start(const std::string& endpoint);
+  // Announces the node's departure, stops processing and closes the shards. Idempotent.
   void Stop();
 
   ShardRegistry& registry() { return registry_; }
+  const ShardQueries& queries() const { return queries_; }
 
  private:
+  const config::v1::Config& config_;
   ShardRegistry registry_;
+  ShardQueries queries_;
   Processor processor_;
+  std::unique_ptr<MembershipPublisher> membership_;
   std::thread thread_;
 };
 

@@ -28,16 +28,10 @@ using kafka::MessagePtr;
 using kafka::PartitionListPtr;
 using kafka::TopicPtr;
 
-int64_t Millis(const google::protobuf::Duration& d) {
-  return d.seconds() * 1000 + d.nanos() / 1000000;
-}
-
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 kafka::Properties BaseProperties(const config::v1::Config& config) {
-  kafka::Properties props(config.kafka().properties().begin(), config.kafka().properties().end());
-  props["bootstrap.servers"] = config.kafka().bootstrap_servers();
-  return props;
+  return config::KafkaProperties(config);
 }
 
 // Votes expired per shard and expiry pass; the rest wait for the next pass.
@@ -49,8 +43,7 @@ constexpr size_t kMaxExpiredPerPass = 10000;
 // partitions assigned to it. Any error ends the session; Processor::Run starts a new one.
 class Processor::Session {
  public:
-  Session(const config::v1::Config& config, ShardRegistry& registry,
-          const std::atomic<bool>& stop);
+  Session(const config::v1::Config& config, ShardRegistry& registry, const std::atomic<bool>& stop);
   ~Session();
 
   // Processes until stop or an error (returned).
@@ -88,6 +81,10 @@ class Processor::Session {
   absl::Status Produce(rd_kafka_topic_t* topic, int32_t partition, const std::string& key,
                        const std::string* value, void* opaque);
   absl::Status EndTransaction(absl::Status status);
+  // The reports partition's end offset as the consumer last saw it; -1 if unknown.
+  int64_t EndOffset(const Task& task) const;
+  // Tells the registry every task's applied and end offsets (lag for routers and DescribeCluster).
+  void PublishProgress();
 
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   absl::Status Assign(const std::string& topic, int32_t partition);
@@ -111,8 +108,8 @@ class Processor::Session {
   kafka::HandlePtr producer_;
   absl::flat_hash_map<std::string, Scenario> scenarios_;  // by reports topic
   absl::flat_hash_map<std::string, Task> tasks_;          // by TaskKey
-  absl::Status callback_error_;   // an error inside a rebalance callback ends the session
-  absl::Status delivery_error_;   // first failed delivery of the current transaction
+  absl::Status callback_error_;  // an error inside a rebalance callback ends the session
+  absl::Status delivery_error_;  // first failed delivery of the current transaction
   int64_t next_expiry_ms_ = 0;
 };
 
@@ -139,15 +136,15 @@ Processor::Session::~Session() {
 absl::Status Processor::Session::Init() {
   const std::string& node_id = config_.node().node_id();
   auto producer_conf = kafka::BuildConf(
-      properties_,
-      {{"transactional.id", absl::StrCat(config_.app_id(), "-", node_id)},
-       {"enable.idempotence", "true"},
-       {"acks", "all"},
-       {"linger.ms", "5"},
-       {"batch.num.messages", "10000"},
-       {"queue.buffering.max.messages", "1000000"},
-       {"transaction.timeout.ms", absl::StrCat(Millis(config_.node().transaction_timeout()))},
-       {"client.id", absl::StrCat("tally-", node_id, "-producer")}});
+      properties_, {{"transactional.id", absl::StrCat(config_.app_id(), "-", node_id)},
+                    {"enable.idempotence", "true"},
+                    {"acks", "all"},
+                    {"linger.ms", "5"},
+                    {"batch.num.messages", "10000"},
+                    {"queue.buffering.max.messages", "1000000"},
+                    {"transaction.timeout.ms",
+                     absl::StrCat(config::DurationMs(config_.node().transaction_timeout()))},
+                    {"client.id", absl::StrCat("tally-", node_id, "-producer")}});
   if (!producer_conf.ok()) return producer_conf.status();
   rd_kafka_conf_set_dr_msg_cb(producer_conf->get(), &Session::DeliveryCallback);
   rd_kafka_conf_set_opaque(producer_conf->get(), this);
@@ -168,9 +165,8 @@ absl::Status Processor::Session::Init() {
     if (!reducer.ok()) return reducer.status();
     scenario.reducer = std::move(*reducer);
     scenario.reports_topic = config::ReportsTopic(config_, s.name());
-    scenario.changelog.reset(
-        rd_kafka_topic_new(producer_.get(), config::ChangelogTopic(config_, s.name()).c_str(),
-                           nullptr));
+    scenario.changelog.reset(rd_kafka_topic_new(
+        producer_.get(), config::ChangelogTopic(config_, s.name()).c_str(), nullptr));
     scenario.changes.reset(rd_kafka_topic_new(
         producer_.get(), config::ChangesTopic(config_, s.name()).c_str(), nullptr));
     scenario.dlq.reset(rd_kafka_topic_new(
@@ -182,7 +178,7 @@ absl::Status Processor::Session::Init() {
       {{"group.id", config_.app_id()},
        {"group.instance.id", node_id},
        {"partition.assignment.strategy", "cooperative-sticky"},
-       {"session.timeout.ms", absl::StrCat(Millis(config_.node().session_timeout()))},
+       {"session.timeout.ms", absl::StrCat(config::DurationMs(config_.node().session_timeout()))},
        {"enable.auto.commit", "false"},
        {"enable.auto.offset.store", "false"},
        {"isolation.level", "read_committed"},
@@ -203,7 +199,7 @@ absl::Status Processor::Session::Init() {
   if (rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer_.get(), topics.get()); err) {
     return kafka::KafkaStatus(err, "subscribe to the reports topics");
   }
-  next_expiry_ms_ = NowMs() + Millis(config_.node().expiry_interval());
+  next_expiry_ms_ = NowMs() + config::DurationMs(config_.node().expiry_interval());
   return absl::OkStatus();
 }
 
@@ -216,8 +212,11 @@ absl::Status Processor::Session::Run() {
       return absl::FailedPreconditionError("the consumer hit a fatal error");
     }
     bool expire = NowMs() >= next_expiry_ms_;
-    if (messages.empty() && !expire) continue;
-    if (expire) next_expiry_ms_ = NowMs() + Millis(config_.node().expiry_interval());
+    if (messages.empty() && !expire) {
+      PublishProgress();  // idle: the end offsets may still have moved (e.g. after a restore)
+      continue;
+    }
+    if (expire) next_expiry_ms_ = NowMs() + config::DurationMs(config_.node().expiry_interval());
     if (absl::Status s = ProcessBatch(messages, expire); !s.ok()) return s;
   }
   return absl::OkStatus();
@@ -271,7 +270,8 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     records::v1::ReportRecord record;
     if (msg->payload == nullptr ||
         !record.ParseFromArray(msg->payload, static_cast<int>(msg->len))) {
-      if (absl::Status s = SendToDeadLetter(task, *msg, "value is not a tally.records.v1.ReportRecord");
+      if (absl::Status s =
+              SendToDeadLetter(task, *msg, "value is not a tally.records.v1.ReportRecord");
           !s.ok()) {
         return EndTransaction(s);
       }
@@ -337,9 +337,9 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
                                                            : task->meta.source_offset());
         record.SerializeToString(&value);
       }
-      if (absl::Status s = Produce(task->scenario->changelog.get(), task->partition, key,
-                                   data->has_value() ? &value : nullptr,
-                                   &task->delivered_changelog_offset);
+      if (absl::Status s =
+              Produce(task->scenario->changelog.get(), task->partition, key,
+                      data->has_value() ? &value : nullptr, &task->delivered_changelog_offset);
           !s.ok()) {
         return EndTransaction(s);
       }
@@ -382,8 +382,28 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
       return s;
     }
     task->meta = meta;
+    registry_.SetProgress(task->scenario->config->name(), task->partition, meta.source_offset(),
+                          EndOffset(*task));
   }
   return absl::OkStatus();
+}
+
+int64_t Processor::Session::EndOffset(const Task& task) const {
+  // The consumer's cached high watermark from its last fetch: no request to the broker.
+  int64_t low = 0, high = -1;
+  if (rd_kafka_get_watermark_offsets(consumer_.get(), task.scenario->reports_topic.c_str(),
+                                     task.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      high < 0) {
+    return -1;
+  }
+  return high;
+}
+
+void Processor::Session::PublishProgress() {
+  for (const auto& [key, task] : tasks_) {
+    registry_.SetProgress(task.scenario->config->name(), task.partition, task.meta.source_offset(),
+                          EndOffset(task));
+  }
 }
 
 absl::Status Processor::Session::ApplyUpdate(Task& task, Pending& pending, const std::string& key,
@@ -457,8 +477,8 @@ void Processor::Session::DeliveryCallback(rd_kafka_t*, const rd_kafka_message_t*
   auto* self = static_cast<Session*>(opaque);
   if (msg->err) {
     if (self->delivery_error_.ok()) {
-      self->delivery_error_ = kafka::KafkaStatus(
-          msg->err, absl::StrCat("deliver to ", rd_kafka_topic_name(msg->rkt)));
+      self->delivery_error_ =
+          kafka::KafkaStatus(msg->err, absl::StrCat("deliver to ", rd_kafka_topic_name(msg->rkt)));
     }
     return;
   }
@@ -497,8 +517,8 @@ void Processor::Session::OnRebalance(rd_kafka_resp_err_t err,
     Revoke(partitions->elems[i].topic, partitions->elems[i].partition);
   }
   if (cooperative) {
-    if (absl::Status s =
-            kafka::KafkaStatus(rd_kafka_incremental_unassign(rk, partitions), "incremental unassign");
+    if (absl::Status s = kafka::KafkaStatus(rd_kafka_incremental_unassign(rk, partitions),
+                                            "incremental unassign");
         !s.ok()) {
       callback_error_.Update(s);
     }
@@ -518,7 +538,8 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat("cannot create shard dir ", dir, ": ", ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create shard dir ", dir, ": ", ec.message()));
   }
   storage::ShardOptions options;
   options.initial_map_size = static_cast<uint64_t>(config_.node().shard_map_size_mib()) << 20;
@@ -545,6 +566,7 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   task.shard = shared;
   task.meta = *meta;
   task.delivered_changelog_offset = -1;
+  registry_.SetProgress(name, partition, meta->source_offset(), -1);
   registry_.SetRole(name, partition, ShardRole::kActive);
   log::Info("partition assigned", {{"scenario", name},
                                    {"partition", partition},
@@ -567,18 +589,24 @@ Processor::Processor(const config::v1::Config& config, ShardRegistry& registry)
 
 Processor::~Processor() = default;
 
-absl::Status Processor::EnsureTopics() {
-  auto admin = kafka::Admin::Create(BaseProperties(config_));
+absl::Status EnsureTopics(const config::v1::Config& app) {
+  auto admin = kafka::Admin::Create(BaseProperties(app));
   if (!admin.ok()) return admin.status();
   std::vector<kafka::TopicSpec> specs;
-  int rf = config_.kafka().replication_factor();
-  for (const config::v1::Scenario& s : config_.scenarios()) {
-    specs.push_back({config::ReportsTopic(config_, s.name()), s.partitions(), rf, {}});
-    specs.push_back({config::ChangelogTopic(config_, s.name()), s.partitions(), rf,
+  int rf = app.kafka().replication_factor();
+  for (const config::v1::Scenario& s : app.scenarios()) {
+    specs.push_back({config::ReportsTopic(app, s.name()), s.partitions(), rf, {}});
+    specs.push_back({config::ChangelogTopic(app, s.name()),
+                     s.partitions(),
+                     rf,
                      {{"cleanup.policy", "compact"}, {"min.compaction.lag.ms", "0"}}});
-    specs.push_back({config::ChangesTopic(config_, s.name()), s.partitions(), rf, {}});
-    specs.push_back({config::DeadLetterTopic(config_, s.name()), s.partitions(), rf, {}});
+    specs.push_back({config::ChangesTopic(app, s.name()), s.partitions(), rf, {}});
+    specs.push_back({config::DeadLetterTopic(app, s.name()), s.partitions(), rf, {}});
   }
+  specs.push_back({config::MembersTopic(app),
+                   1,
+                   rf,
+                   {{"cleanup.policy", "compact"}, {"min.compaction.lag.ms", "0"}}});
   return (*admin)->EnsureTopics(specs);
 }
 

@@ -34,14 +34,18 @@
 
 namespace tally::node {
 
+// Creates the topics `config` needs if missing: per scenario the reports, changelog (compacted),
+// changes and dead-letter topics, and <app>.members (compacted, one partition).
+// FAILED_PRECONDITION when an existing topic has another partition count than the config says.
+absl::Status EnsureTopics(const config::v1::Config& config);
+
 class Processor {
  public:
   Processor(const config::v1::Config& config, ShardRegistry& registry);
   ~Processor();
 
-  // Creates the scenarios' topics if missing; FAILED_PRECONDITION when an existing topic has
-  // another partition count than the config says.
-  absl::Status EnsureTopics();
+  // EnsureTopics(config) for this processor's config.
+  absl::Status EnsureTopics() { return node::EnsureTopics(config_); }
 
   // Processes until Stop(). Restarts its Kafka session after errors.
   void Run();

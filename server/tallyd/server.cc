@@ -1,13 +1,34 @@
 #include "server/tallyd/server.h"
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "grpc/health/v1/health.pb.h"
 #include "server/common/log.h"
+#include "server/config/config.h"
+#include "server/node/processor.h"
 
 namespace tally {
+namespace {
+
+// How long the router waits at start-up to read the membership records that already exist.
+constexpr absl::Duration kRouterReadyTimeout = absl::Seconds(30);
+
+std::string AdvertiseAddress(const config::v1::Config& config, const std::string& bound) {
+  if (!config.server().advertise_address().empty()) return config.server().advertise_address();
+  std::string host = bound.substr(0, bound.rfind(':'));
+  std::string port = bound.substr(bound.rfind(':') + 1);
+  if (host == "0.0.0.0" || host == "[::]" || host == "::" || host.empty()) {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') host = name;
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
 
 Server::Server(config::v1::Config config) : config_(std::move(config)) {}
 
@@ -16,16 +37,43 @@ Server::~Server() { Stop(); }
 absl::Status Server::Start() {
   // Links the health descriptor in so reflection can describe gRPC's built-in health service.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
-  if (config_.node().enabled()) {
-    node_ = std::make_unique<node::Node>(config_);
-    if (absl::Status s = node_->Start(); !s.ok()) {
-      node_.reset();
-      return s;
-    }
-  }
+  const absl::Duration default_deadline =
+      absl::Milliseconds(config::DurationMs(config_.router().default_deadline()));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+
+  if (config_.node().enabled()) {
+    node_ = std::make_unique<node::Node>(config_);
+    // A ShardService Get waits for min_offset at most as long as a router's call may.
+    shard_service_ = std::make_unique<node::ShardService>(node_->queries(), default_deadline);
+    builder.RegisterService(shard_service_.get());
+  }
+  if (config_.router().enabled()) {
+    if (!config_.node().enabled()) {
+      // A router-only process still needs the topics it writes and tails.
+      if (absl::Status s = node::EnsureTopics(config_); !s.ok()) return s;
+    }
+    auto sink =
+        router::KafkaReportSink::Create(config::KafkaProperties(config_), "tally-router-reports");
+    if (!sink.ok()) return sink.status();
+    sink_ = std::move(*sink);
+    const node::Node* local = node_.get();
+    const std::string local_id = config_.node().node_id();
+    view_ = std::make_unique<router::MembershipView>(
+        config_, [local, local_id](const std::string& id, const std::string& endpoint) {
+          // The node in this process is read directly, without a network hop.
+          if (local != nullptr && id == local_id)
+            return router::NewLocalShardClient(local->queries());
+          return router::NewGrpcShardClient(endpoint);
+        });
+    router_ = std::make_unique<router::Router>(config_, *sink_, *view_);
+    state_service_ = std::make_unique<router::StateService>(*router_, default_deadline);
+    admin_service_ = std::make_unique<router::AdminService>(*router_, default_deadline);
+    builder.RegisterService(state_service_.get());
+    builder.RegisterService(admin_service_.get());
+  }
+
   int port = 0;
   const std::string& listen = config_.server().listen_address();
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
@@ -34,13 +82,32 @@ absl::Status Server::Start() {
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port == 0) {
     grpc_server_.reset();
-    node_.reset();
+    Stop();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on server.listen_address \"", listen, "\""));
   }
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
   std::string host = listen.substr(0, listen.rfind(':'));
   address_ = absl::StrCat(host, ":", port);
+  advertise_address_ = AdvertiseAddress(config_, address_);
+
+  if (node_ != nullptr) {
+    if (absl::Status s = node_->Start(advertise_address_); !s.ok()) {
+      Stop();
+      return s;
+    }
+  }
+  if (view_ != nullptr) {
+    if (absl::Status s = view_->Start(absl::Now() + kRouterReadyTimeout); !s.ok()) {
+      Stop();
+      return s;
+    }
+  }
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  log::Info("serving", {{"address", address_},
+                        {"advertise", advertise_address_},
+                        {"node", config_.node().enabled() ? "on" : "off"},
+                        {"router", config_.router().enabled() ? "on" : "off"}});
   return absl::OkStatus();
 }
 
@@ -51,7 +118,14 @@ void Server::Stop() {
     grpc_server_->Wait();
     grpc_server_.reset();
   }
-  node_.reset();  // stops the processor and closes the shards
+  if (view_ != nullptr) view_->Stop();
+  admin_service_.reset();
+  state_service_.reset();
+  router_.reset();
+  view_.reset();
+  sink_.reset();  // flushes pending writes
+  node_.reset();  // announces the departure, stops the processor and closes the shards
+  shard_service_.reset();
 }
 
 }  // namespace tally

@@ -2,7 +2,9 @@
 #define TALLY_SERVER_TALLYD_SERVER_H_
 
 // Server is one tallyd process: the gRPC listener with its services, plus the roles the config
-// enables. Start() and Stop() are called from one thread (main).
+// enables. The node role serves the internal ShardService and announces itself on <app>.members;
+// the router role serves the public StateService and AdminService. Health and reflection are on
+// the listener either way. Start() and Stop() are called from one thread (main).
 
 #include <memory>
 #include <string>
@@ -10,6 +12,11 @@
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "server/node/node.h"
+#include "server/node/shard_service.h"
+#include "server/router/membership_view.h"
+#include "server/router/report_sink.h"
+#include "server/router/router.h"
+#include "server/router/services.h"
 #include "tally/config/v1/config.pb.h"
 
 namespace tally {
@@ -27,11 +34,24 @@ class Server {
   void Stop();
   // host:port actually bound (port 0 in the config resolved). Valid after Start().
   const std::string& address() const { return address_; }
+  // host:port announced to other processes. Valid after Start().
+  const std::string& advertise_address() const { return advertise_address_; }
 
  private:
+  absl::Status StartRouter();
+
   const config::v1::Config config_;
   std::string address_;
-  std::unique_ptr<node::Node> node_;  // null unless node.enabled
+  std::string advertise_address_;
+  // Node role (null unless node.enabled).
+  std::unique_ptr<node::Node> node_;
+  std::unique_ptr<node::ShardService> shard_service_;
+  // Router role (null unless router.enabled).
+  std::unique_ptr<router::KafkaReportSink> sink_;
+  std::unique_ptr<router::MembershipView> view_;
+  std::unique_ptr<router::Router> router_;
+  std::unique_ptr<router::StateService> state_service_;
+  std::unique_ptr<router::AdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
 };
 

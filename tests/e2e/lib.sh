@@ -38,6 +38,7 @@ app_id: "$2"
 kafka { bootstrap_servers: "$TALLY_KAFKA_BOOTSTRAP" }
 scenarios { name: "demo" partitions: 3 reducer { majority {} } }
 server { listen_address: "127.0.0.1:0" }
+router { enabled: true }
 ${3:-}
 CFG
 }

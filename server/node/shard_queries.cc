@@ -1,0 +1,119 @@
+#include "server/node/shard_queries.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace tally::node {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+int64_t Lag(const ShardInfo& info) {
+  return std::max<int64_t>(0, info.end_offset - info.applied_offset);
+}
+
+}  // namespace
+
+bool HasState(const records::v1::StoredState& state) {
+  return !state.state().empty() || state.pinned() || !state.tally().empty();
+}
+
+v1::ObjectState ToObjectState(const std::string& scenario, const std::string& object_key,
+                              const storage::ObjectData& data) {
+  v1::ObjectState out;
+  out.set_scenario(scenario);
+  out.set_object_key(object_key);
+  out.set_state(data.state.state());
+  out.set_version(data.state.version());
+  *out.mutable_updated_at() = TimeUtil::MillisecondsToTimestamp(data.state.updated_at_ms());
+  for (const records::v1::Vote& v : data.votes) {
+    v1::Vote* vote = out.add_votes();
+    vote->set_agent_id(v.agent_id());
+    vote->set_state(v.state());
+    *vote->mutable_observed_at() = TimeUtil::MillisecondsToTimestamp(v.observed_at_ms());
+    *vote->mutable_expires_at() = TimeUtil::MillisecondsToTimestamp(v.expires_at_ms());
+  }
+  for (const auto& [value, count] : data.state.tally()) (*out.mutable_tally())[value] = count;
+  out.set_pinned(data.state.pinned());
+  return out;
+}
+
+ShardQueries::ShardQueries(const ShardRegistry& registry, std::string node_id)
+    : registry_(registry), node_id_(std::move(node_id)) {}
+
+absl::StatusOr<ShardInfo> ShardQueries::Acceptable(const std::string& scenario, int32_t partition,
+                                                   int64_t max_lag) const {
+  std::optional<ShardInfo> info = registry_.Get(scenario, partition);
+  if (!info.has_value()) {
+    return absl::AbortedError(absl::StrCat("node ", node_id_, " does not hold partition ",
+                                           partition, " of scenario ", scenario));
+  }
+  switch (info->role) {
+    case ShardRole::kActive:
+      return *info;
+    case ShardRole::kRestoring:
+      return absl::UnavailableError(absl::StrCat("partition ", partition, " of scenario ", scenario,
+                                                 " is restoring on node ", node_id_));
+    case ShardRole::kStandby:
+      if (max_lag > 0 && Lag(*info) <= max_lag) return *info;
+      return absl::AbortedError(absl::StrCat(
+          "node ", node_id_, " holds only a standby of partition ", partition, " of scenario ",
+          scenario, " (lag ", Lag(*info), ", max_lag ", max_lag, ")"));
+  }
+  return absl::InternalError("unknown shard role");
+}
+
+absl::StatusOr<internal::v1::ShardGetResponse> ShardQueries::Get(
+    const internal::v1::ShardGetRequest& request, absl::Time deadline) const {
+  if (request.min_offset() >= 0) {
+    if (absl::Status s = registry_.WaitApplied(request.scenario(), request.partition(),
+                                               request.min_offset(), deadline);
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto info = Acceptable(request.scenario(), request.partition(), request.max_lag());
+  if (!info.ok()) return info.status();
+  auto reader = info->shard->NewReader();
+  if (!reader.ok()) return reader.status();
+  auto object = (*reader)->GetObject(request.object_key());
+  if (!object.ok()) return object.status();
+  internal::v1::ShardGetResponse response;
+  response.set_node_id(node_id_);
+  response.set_applied_offset(info->applied_offset);
+  response.set_lag(Lag(*info));
+  if (object->has_value() && HasState((*object)->state)) {
+    response.set_found(true);
+    *response.mutable_state() = ToObjectState(request.scenario(), request.object_key(), **object);
+  }
+  return response;
+}
+
+absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(
+    const internal::v1::ShardScanRequest& request) const {
+  auto info = Acceptable(request.scenario(), request.partition(), request.max_lag());
+  if (!info.ok()) return info.status();
+  auto reader = info->shard->NewReader();
+  if (!reader.ok()) return reader.status();
+  const size_t limit = static_cast<size_t>(std::max(request.limit(), 1));
+  auto rows = (*reader)->Scan(request.prefix(), request.after(), /*inclusive=*/false, limit);
+  if (!rows.ok()) return rows.status();
+  internal::v1::ShardScanResponse response;
+  response.set_node_id(node_id_);
+  response.set_lag(Lag(*info));
+  response.set_more(rows->size() == limit);
+  if (!rows->empty()) response.set_last_key(rows->back().first);
+  for (const auto& [key, state] : *rows) {
+    if (!HasState(state)) continue;
+    // The votes, from the same snapshot as the scan.
+    auto object = (*reader)->GetObject(key);
+    if (!object.ok()) return object.status();
+    if (!object->has_value()) continue;
+    *response.add_states() = ToObjectState(request.scenario(), key, **object);
+  }
+  return response;
+}
+
+}  // namespace tally::node

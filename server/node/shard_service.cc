@@ -1,0 +1,30 @@
+#include "server/node/shard_service.h"
+
+#include <algorithm>
+
+namespace tally::node {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::Status ShardService::Get(grpc::ServerContext* context,
+                               const internal::v1::ShardGetRequest* request,
+                               internal::v1::ShardGetResponse* response) {
+  absl::Time deadline = std::min(absl::FromChrono(context->deadline()), absl::Now() + max_wait_);
+  auto result = queries_.Get(*request, deadline);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status ShardService::Scan(grpc::ServerContext*, const internal::v1::ShardScanRequest* request,
+                                internal::v1::ShardScanResponse* response) {
+  auto result = queries_.Scan(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace tally::node

@@ -1,0 +1,35 @@
+#ifndef TALLY_SERVER_NODE_SHARD_SERVICE_H_
+#define TALLY_SERVER_NODE_SHARD_SERVICE_H_
+
+// The internal ShardService over gRPC: a thin layer over ShardQueries (proto in, proto out,
+// absl::Status to grpc::Status). Synchronous handlers: a Get with min_offset blocks its thread
+// until the offset is applied or the call's deadline, bounded by `max_wait`.
+
+#include "absl/time/time.h"
+#include "server/node/shard_queries.h"
+#include "tally/internal/v1/shard.grpc.pb.h"
+
+namespace tally::node {
+
+class ShardService final : public internal::v1::ShardService::Service {
+ public:
+  // `queries` must outlive the service.
+  ShardService(const ShardQueries& queries, absl::Duration max_wait)
+      : queries_(queries), max_wait_(max_wait) {}
+
+  grpc::Status Get(grpc::ServerContext* context, const internal::v1::ShardGetRequest* request,
+                   internal::v1::ShardGetResponse* response) override;
+  grpc::Status Scan(grpc::ServerContext* context, const internal::v1::ShardScanRequest* request,
+                    internal::v1::ShardScanResponse* response) override;
+
+ private:
+  const ShardQueries& queries_;
+  const absl::Duration max_wait_;
+};
+
+// absl::Status → grpc::Status, code and message kept.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace tally::node
+
+#endif  // TALLY_SERVER_NODE_SHARD_SERVICE_H_

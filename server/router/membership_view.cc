@@ -1,0 +1,129 @@
+#include "server/router/membership_view.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/common/log.h"
+#include "server/config/config.h"
+#include "server/kafka/errors.h"
+
+namespace tally::router {
+namespace {
+
+constexpr absl::Duration kRebuildInterval = absl::Milliseconds(500);
+
+}  // namespace
+
+MembershipView::MembershipView(const config::v1::Config& config, ShardClientFactory factory)
+    : config_(config), factory_(std::move(factory)), table_(std::make_shared<RoutingTable>()) {}
+
+MembershipView::~MembershipView() { Stop(); }
+
+absl::Status MembershipView::Start(absl::Time ready_deadline) {
+  const std::string topic = config::MembersTopic(config_);
+  auto conf = kafka::BuildConf(config::KafkaProperties(config_),
+                               {{"group.id", absl::StrCat(config_.app_id(), ".router")},
+                                {"enable.auto.commit", "false"},
+                                {"enable.auto.offset.store", "false"},
+                                {"fetch.wait.max.ms", "50"},
+                                {"client.id", "tally-router-members"}});
+  if (!conf.ok()) return conf.status();
+  auto consumer = kafka::NewHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!consumer.ok()) return consumer.status();
+  consumer_ = std::move(*consumer);
+  rd_kafka_poll_set_consumer(consumer_.get());
+
+  // Where the records that exist now end: reading up to there makes the view complete.
+  int64_t low = 0, high = 0;
+  absl::Status status;
+  do {
+    int timeout_ms = static_cast<int>(
+        std::clamp<int64_t>(absl::ToInt64Milliseconds(ready_deadline - absl::Now()), 1, 5000));
+    status = kafka::KafkaStatus(rd_kafka_query_watermark_offsets(consumer_.get(), topic.c_str(), 0,
+                                                                 &low, &high, timeout_ms),
+                                absl::StrCat("read the end of ", topic));
+  } while (!status.ok() && absl::Now() < ready_deadline);
+  if (!status.ok()) return status;
+
+  kafka::PartitionListPtr assignment(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), 0)->offset =
+      RD_KAFKA_OFFSET_BEGINNING;
+  if (absl::Status s = kafka::KafkaStatus(rd_kafka_assign(consumer_.get(), assignment.get()),
+                                          absl::StrCat("assign ", topic));
+      !s.ok()) {
+    return s;
+  }
+  int64_t next = 0;
+  while (next < high) {
+    if (absl::Now() > ready_deadline) {
+      return absl::UnavailableError(absl::StrCat("could not read ", topic, " up to offset ", high,
+                                                 " in time (at ", next, ")"));
+    }
+    kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 100));
+    if (msg == nullptr) continue;
+    if (msg->err) {
+      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+      continue;
+    }
+    next = msg->offset + 1;
+    internal::v1::MemberRecord record;
+    if (msg->payload == nullptr ||
+        !record.ParseFromArray(msg->payload, static_cast<int>(msg->len))) {
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    members_[record.node_id()] = std::move(record);
+  }
+  Rebuild();
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void MembershipView::Stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true);
+  thread_.join();
+  rd_kafka_consumer_close(consumer_.get());
+  consumer_.reset();
+}
+
+void MembershipView::Run() {
+  absl::Time next_rebuild = absl::Now() + kRebuildInterval;
+  while (!stop_.load()) {
+    kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 100));
+    bool changed = false;
+    if (msg != nullptr && !msg->err) {
+      internal::v1::MemberRecord record;
+      if (msg->payload != nullptr &&
+          record.ParseFromArray(msg->payload, static_cast<int>(msg->len)) &&
+          !record.node_id().empty()) {
+        absl::MutexLock lock(&mu_);
+        members_[record.node_id()] = std::move(record);
+        changed = true;
+      } else {
+        log::Warn("ignoring a bad record on the members topic", {{"offset", msg->offset}});
+      }
+    } else if (msg != nullptr && msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      log::Debug("members consumer event", {{"error", rd_kafka_err2str(msg->err)}});
+    }
+    if (changed || absl::Now() >= next_rebuild) {
+      Rebuild();
+      next_rebuild = absl::Now() + kRebuildInterval;
+    }
+  }
+}
+
+void MembershipView::Rebuild() {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<const RoutingTable> previous = table_.load();
+  table_.store(std::make_shared<const RoutingTable>(
+      ++version_, members_, absl::ToUnixMillis(absl::Now()), previous.get(), factory_));
+}
+
+std::shared_ptr<const RoutingTable> MembershipView::WaitNewer(uint64_t version,
+                                                              absl::Time deadline) const {
+  auto newer = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return version_ > version; };
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithDeadline(absl::Condition(&newer), deadline);
+  return table_.load();
+}
+
+}  // namespace tally::router

@@ -1,0 +1,291 @@
+#include "server/router/router.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/config/config.h"
+#include "server/kafka/partitioner.h"
+#include "server/router/requests.h"
+#include "server/router/tokens.h"
+
+namespace tally::router {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// How long a read waits for a newer routing table before trying again anyway.
+constexpr absl::Duration kRetrySlice = absl::Milliseconds(200);
+
+bool Retryable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kAborted ||
+         status.code() == absl::StatusCode::kUnavailable;
+}
+
+}  // namespace
+
+Router::Router(const config::v1::Config& config, ReportSink& sink, const RoutingSource& routes)
+    : config_(config), sink_(sink), routes_(routes) {
+  std::vector<std::string> names;
+  for (const config::v1::Scenario& s : config_.scenarios()) {
+    scenarios_[s.name()] = Scenario{&s, config::ReportsTopic(config_, s.name())};
+    names.push_back(s.name());
+  }
+  std::sort(names.begin(), names.end());
+  scenario_names_ = absl::StrJoin(names, ", ");
+}
+
+absl::StatusOr<const Router::Scenario*> Router::FindScenario(const std::string& name) const {
+  if (name.empty()) return absl::InvalidArgumentError("scenario: must not be empty");
+  auto it = scenarios_.find(name);
+  if (it == scenarios_.end()) {
+    return absl::NotFoundError(absl::StrCat("scenario: \"", name.substr(0, 128),
+                                            "\" is not served here (scenarios: ", scenario_names_,
+                                            ")"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<int32_t> Router::PartitionOf(const std::string& scenario,
+                                            const std::string& object_key) const {
+  auto s = FindScenario(scenario);
+  if (!s.ok()) return s.status();
+  return kafka::PartitionFor(object_key, (*s)->config->partitions());
+}
+
+void Router::Report(const v1::ReportStateRequest& request, WriteDone done) {
+  auto scenario = FindScenario(request.scenario());
+  if (!scenario.ok()) return done(scenario.status());
+  Write(**scenario, ReportRecordFor(request, *(*scenario)->config, NowMs()), std::move(done));
+}
+
+void Router::Set(const v1::SetStateRequest& request, WriteDone done) {
+  auto scenario = FindScenario(request.scenario());
+  if (!scenario.ok()) return done(scenario.status());
+  Write(**scenario, SetRecordFor(request, NowMs()), std::move(done));
+}
+
+void Router::Purge(const v1::PurgeStateRequest& request, WriteDone done) {
+  auto scenario = FindScenario(request.scenario());
+  if (!scenario.ok()) return done(scenario.status());
+  Write(**scenario, PurgeRecordFor(request, NowMs()), std::move(done));
+}
+
+void Router::Write(const Scenario& scenario, absl::StatusOr<records::v1::ReportRecord> record,
+                   WriteDone done) {
+  if (!record.ok()) return done(record.status());
+  const int32_t partition =
+      kafka::PartitionFor(record->object_key(), scenario.config->partitions());
+  sink_.Send(scenario.reports_topic, partition, record->object_key(), record->SerializeAsString(),
+             [partition, done = std::move(done)](absl::StatusOr<int64_t> offset) {
+               if (!offset.ok()) return done(offset.status());
+               done(EncodeWriteToken(WriteToken{partition, *offset}));
+             });
+}
+
+template <typename Response>
+absl::StatusOr<Response> Router::Route(
+    const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
+    const std::function<absl::StatusOr<Response>(ShardClient&)>& read) const {
+  absl::Status last = absl::UnavailableError(absl::StrCat(
+      "no alive node holds partition ", partition, " of scenario ", scenario, "; retry"));
+  std::shared_ptr<const RoutingTable> table = routes_.Current();
+  while (true) {
+    const PartitionRoute* route = table->Find(scenario, partition);
+    std::shared_ptr<ShardClient> client;
+    if (route != nullptr && route->active.has_value()) {
+      client = route->active->node->client;
+    } else if (route != nullptr && max_lag > 0 && !route->standbys.empty() &&
+               route->standbys.front().lag() <= max_lag) {
+      client = route->standbys.front().node->client;
+    } else if (route != nullptr && !route->restoring.empty()) {
+      last = absl::UnavailableError(
+          absl::StrCat("partition ", partition, " of scenario ", scenario, " is restoring on node ",
+                       route->restoring.front().node->member.node_id(), "; retry"));
+    }
+    if (client != nullptr) {
+      absl::StatusOr<Response> response = read(*client);
+      if (response.ok() || !Retryable(response.status())) return response;
+      last = response.status();
+    }
+    if (absl::Now() >= deadline) {
+      if (last.code() == absl::StatusCode::kAborted) {
+        // Callers retry UNAVAILABLE; ABORTED is internal to the routing protocol.
+        return absl::UnavailableError(absl::StrCat(last.message(), "; retry"));
+      }
+      return last;
+    }
+    table = routes_.WaitNewer(table->version(), std::min(deadline, absl::Now() + kRetrySlice));
+  }
+}
+
+absl::StatusOr<v1::GetStateResponse> Router::Get(const v1::GetStateRequest& request,
+                                                 absl::Time deadline) const {
+  auto scenario = FindScenario(request.scenario());
+  if (!scenario.ok()) return scenario.status();
+  if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return s;
+  if (request.max_lag() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_lag: must be >= 0 (0: the active copy only), got ", request.max_lag()));
+  }
+  const int32_t partition =
+      kafka::PartitionFor(request.object_key(), (*scenario)->config->partitions());
+  internal::v1::ShardGetRequest shard_request;
+  shard_request.set_scenario(request.scenario());
+  shard_request.set_partition(partition);
+  shard_request.set_object_key(request.object_key());
+  shard_request.set_min_offset(-1);
+  shard_request.set_max_lag(request.max_lag());
+  if (!request.min_token().empty()) {
+    auto token = ParseWriteToken(request.min_token(), "min_token");
+    if (!token.ok()) return token.status();
+    if (token->partition != partition) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "min_token: names a write to partition ", token->partition, " but object_key \"",
+          request.object_key().substr(0, 64), "\" is in partition ", partition,
+          " (pass the token of a write to this object)"));
+    }
+    shard_request.set_min_offset(token->offset);
+  }
+  auto shard_response = Route<internal::v1::ShardGetResponse>(
+      request.scenario(), partition, request.max_lag(), deadline,
+      [&](ShardClient& client) { return client.Get(shard_request, deadline); });
+  if (!shard_response.ok()) return shard_response.status();
+  if (!shard_response->found()) {
+    return absl::NotFoundError(absl::StrCat("object_key: \"", request.object_key().substr(0, 64),
+                                            "\" has no state in scenario ", request.scenario()));
+  }
+  v1::GetStateResponse response;
+  *response.mutable_state() = std::move(*shard_response->mutable_state());
+  response.set_served_by(shard_response->node_id());
+  response.set_lag(shard_response->lag());
+  return response;
+}
+
+absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& request,
+                                                   absl::Time deadline) const {
+  auto scenario = FindScenario(request.scenario());
+  if (!scenario.ok()) return scenario.status();
+  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size: must be in [0, ", kMaxPageSize,
+                                                   "] (0: ", kDefaultPageSize, "), got ",
+                                                   request.page_size()));
+  }
+  if (request.max_lag() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_lag: must be >= 0 (0: the active copy only), got ", request.max_lag()));
+  }
+  if (request.prefix().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("prefix: must not contain NUL");
+  }
+  const size_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  std::string after;
+  if (!request.page_token().empty()) {
+    auto key = ParsePageToken(request.page_token());
+    if (!key.ok()) return key.status();
+    if (!absl::StartsWith(*key, request.prefix())) {
+      return absl::InvalidArgumentError(
+          "page_token: belongs to a listing with another prefix (keep the prefix while paging)");
+    }
+    after = std::move(*key);
+  }
+
+  // Every partition scans up to a page after `after`; the merge may return keys only up to the
+  // smallest last key among partitions that stopped at the limit, since the others' keys beyond
+  // it are known and theirs are not. Keys returned are strictly increasing across pages, so
+  // paging never repeats a key and never skips one that existed throughout.
+  std::map<std::string, v1::ObjectState> merged;
+  std::optional<std::string> bound;
+  for (int32_t partition = 0; partition < (*scenario)->config->partitions(); ++partition) {
+    internal::v1::ShardScanRequest scan;
+    scan.set_scenario(request.scenario());
+    scan.set_partition(partition);
+    scan.set_prefix(request.prefix());
+    scan.set_after(after);
+    scan.set_limit(static_cast<int32_t>(page_size));
+    scan.set_max_lag(request.max_lag());
+    auto page = Route<internal::v1::ShardScanResponse>(
+        request.scenario(), partition, request.max_lag(), deadline,
+        [&](ShardClient& client) { return client.Scan(scan, deadline); });
+    if (!page.ok()) return page.status();
+    for (v1::ObjectState& state : *page->mutable_states()) {
+      std::string key = state.object_key();
+      merged.emplace(std::move(key), std::move(state));
+    }
+    if (page->more() && (!bound.has_value() || page->last_key() < *bound)) {
+      bound = page->last_key();
+    }
+  }
+  v1::ListStateResponse response;
+  std::string last;
+  bool remaining = false;
+  for (auto& [key, state] : merged) {
+    if (bound.has_value() && key > *bound) {
+      remaining = true;
+      break;
+    }
+    if (static_cast<size_t>(response.states_size()) == page_size) {
+      remaining = true;
+      break;
+    }
+    last = key;
+    *response.add_states() = std::move(state);
+  }
+  if (static_cast<size_t>(response.states_size()) == page_size &&
+      (remaining || bound.has_value())) {
+    response.set_next_page_token(EncodePageToken(last));
+  } else if (bound.has_value()) {
+    response.set_next_page_token(EncodePageToken(*bound));
+  }
+  return response;
+}
+
+v1::DescribeClusterResponse Router::Describe() const {
+  std::shared_ptr<const RoutingTable> table = routes_.Current();
+  v1::DescribeClusterResponse response;
+  for (const auto& node : table->nodes()) {
+    v1::NodeInfo* info = response.add_nodes();
+    info->set_id(node->member.node_id());
+    info->set_endpoint(node->member.endpoint());
+    info->set_alive(node->alive);
+    *info->mutable_last_heartbeat() =
+        TimeUtil::MillisecondsToTimestamp(node->member.heartbeat_ms());
+  }
+  for (const config::v1::Scenario& s : config_.scenarios()) {
+    for (int32_t partition = 0; partition < s.partitions(); ++partition) {
+      v1::PartitionInfo* info = response.add_partitions();
+      info->set_scenario(s.name());
+      info->set_partition(partition);
+      const PartitionRoute* route = table->Find(s.name(), partition);
+      if (route == nullptr) continue;
+      const Copy* main = nullptr;
+      if (route->active.has_value()) {
+        main = &*route->active;
+        info->set_active_node(main->node->member.node_id());
+        info->set_status(v1::ACTIVE);
+      } else if (!route->restoring.empty()) {
+        main = &route->restoring.front();
+        info->set_status(v1::RESTORING);
+      } else if (!route->standbys.empty()) {
+        main = &route->standbys.front();
+        info->set_status(v1::STANDBY);
+      }
+      for (const Copy& standby : route->standbys) {
+        info->add_standbys(standby.node->member.node_id());
+      }
+      if (main != nullptr) {
+        info->set_applied_offset(main->state.applied_offset());
+        info->set_end_offset(main->state.end_offset());
+        info->set_lag(main->lag());
+      }
+    }
+  }
+  return response;
+}
+
+}  // namespace tally::router

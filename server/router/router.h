@@ -1,0 +1,85 @@
+#ifndef TALLY_SERVER_ROUTER_ROUTER_H_
+#define TALLY_SERVER_ROUTER_ROUTER_H_
+
+// Router is the logic of the public API, apart from gRPC: it checks requests, writes reports and
+// operator commands to the reports topic (partition = murmur2(object_key) % partitions, as Java
+// producers choose), and answers reads from the owner of the key's partition.
+//
+// Reads retry on a fresh routing table while the deadline allows: when a node answers that it no
+// longer holds the partition (ABORTED), when it is restoring or unreachable (UNAVAILABLE), or
+// when no alive node holds the partition. Errors, by what the caller should do:
+//   INVALID_ARGUMENT   bad request; the message names the field;
+//   NOT_FOUND          unknown scenario, or an object with no state;
+//   UNAVAILABLE        no owner reachable before the deadline, or Kafka did not confirm a write:
+//                      retry;
+//   DEADLINE_EXCEEDED  min_token not applied before the deadline.
+//
+// Thread safety: every method may be called from any thread concurrently.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/router/membership_view.h"
+#include "server/router/report_sink.h"
+#include "tally/config/v1/config.pb.h"
+#include "tally/v1/state.pb.h"
+
+namespace tally::router {
+
+class Router {
+ public:
+  // The token of the write, or why it failed. Runs on the sink's thread; must not block.
+  using WriteDone = std::function<void(absl::StatusOr<std::string> token)>;
+
+  // All references must outlive the router.
+  Router(const config::v1::Config& config, ReportSink& sink, const RoutingSource& routes);
+
+  void Report(const v1::ReportStateRequest& request, WriteDone done);
+  void Set(const v1::SetStateRequest& request, WriteDone done);
+  void Purge(const v1::PurgeStateRequest& request, WriteDone done);
+
+  absl::StatusOr<v1::GetStateResponse> Get(const v1::GetStateRequest& request,
+                                           absl::Time deadline) const;
+  absl::StatusOr<v1::ListStateResponse> List(const v1::ListStateRequest& request,
+                                             absl::Time deadline) const;
+  v1::DescribeClusterResponse Describe() const;
+
+  // The partition of an object in a scenario; NOT_FOUND for an unknown scenario.
+  absl::StatusOr<int32_t> PartitionOf(const std::string& scenario,
+                                      const std::string& object_key) const;
+
+ private:
+  struct Scenario {
+    const config::v1::Scenario* config;
+    std::string reports_topic;
+  };
+
+  absl::StatusOr<const Scenario*> FindScenario(const std::string& name) const;
+  void Write(const Scenario& scenario, absl::StatusOr<records::v1::ReportRecord> record,
+             WriteDone done);
+  // Calls `read` on the copy of (scenario, partition) that may answer with `max_lag`, retrying
+  // on a fresh table as the class comment says.
+  template <typename Response>
+  absl::StatusOr<Response> Route(
+      const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
+      const std::function<absl::StatusOr<Response>(ShardClient&)>& read) const;
+
+  // Constant after construction.
+  const config::v1::Config& config_;
+  ReportSink& sink_;
+  const RoutingSource& routes_;
+  absl::flat_hash_map<std::string, Scenario> scenarios_;
+  std::string scenario_names_;  // for NOT_FOUND messages
+};
+
+// ListState's page size when the request gives none, and the largest it accepts.
+inline constexpr int32_t kDefaultPageSize = 100;
+inline constexpr int32_t kMaxPageSize = 1000;
+
+}  // namespace tally::router
+
+#endif  // TALLY_SERVER_ROUTER_ROUTER_H_

@@ -1,0 +1,118 @@
+#include "server/router/routing_table.h"
+
+#include "gtest/gtest.h"
+
+namespace tally::router {
+namespace {
+
+constexpr int64_t kNowMs = 1'700'000'000'000;
+
+internal::v1::MemberRecord Member(const std::string& id, int64_t heartbeat_ms) {
+  internal::v1::MemberRecord record;
+  record.set_node_id(id);
+  record.set_endpoint(id + ":7070");
+  record.set_heartbeat_ms(heartbeat_ms);
+  record.set_heartbeat_interval_ms(1000);
+  return record;
+}
+
+void Hold(internal::v1::MemberRecord& record, int32_t partition, internal::v1::ShardRole role,
+          int64_t since_ms, int64_t applied = 0, int64_t end = 0) {
+  internal::v1::PartitionState* p = record.add_partitions();
+  p->set_scenario("demo");
+  p->set_partition(partition);
+  p->set_role(role);
+  p->set_since_ms(since_ms);
+  p->set_applied_offset(applied);
+  p->set_end_offset(end);
+}
+
+class NoClient final : public ShardClient {
+ public:
+  absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest&,
+                                                     absl::Time) override {
+    return absl::UnimplementedError("not in this test");
+  }
+  absl::StatusOr<internal::v1::ShardScanResponse> Scan(const internal::v1::ShardScanRequest&,
+                                                       absl::Time) override {
+    return absl::UnimplementedError("not in this test");
+  }
+};
+
+class RoutingTableTest : public ::testing::Test {
+ protected:
+  RoutingTable Build(const RoutingTable* previous = nullptr) {
+    return RoutingTable(1, members_, kNowMs, previous,
+                        [this](const std::string&, const std::string&) {
+                          ++clients_made_;
+                          return std::make_shared<NoClient>();
+                        });
+  }
+  absl::flat_hash_map<std::string, internal::v1::MemberRecord> members_;
+  int clients_made_ = 0;
+};
+
+TEST_F(RoutingTableTest, ActiveCopyOfAnAliveNodeRoutes) {
+  members_["n1"] = Member("n1", kNowMs - 500);
+  Hold(members_["n1"], 0, internal::v1::SHARD_ROLE_ACTIVE, 1, 5, 9);
+  RoutingTable table = Build();
+  const PartitionRoute* route = table.Find("demo", 0);
+  ASSERT_NE(route, nullptr);
+  ASSERT_TRUE(route->active.has_value());
+  EXPECT_EQ(route->active->node->member.node_id(), "n1");
+  EXPECT_EQ(route->active->lag(), 4);
+  EXPECT_EQ(table.Find("demo", 1), nullptr);
+}
+
+TEST_F(RoutingTableTest, SilentOrLeavingNodesRouteNothingButAreListed) {
+  members_["n1"] = Member("n1", kNowMs - 10'000);
+  Hold(members_["n1"], 0, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  members_["n2"] = Member("n2", kNowMs);
+  members_["n2"].set_leaving(true);
+  Hold(members_["n2"], 1, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  RoutingTable table = Build();
+  EXPECT_EQ(table.Find("demo", 0), nullptr);
+  EXPECT_EQ(table.Find("demo", 1), nullptr);
+  ASSERT_EQ(table.nodes().size(), 2u);
+  EXPECT_FALSE(table.nodes()[0]->alive);
+  EXPECT_FALSE(table.nodes()[1]->alive);
+}
+
+TEST_F(RoutingTableTest, TwoActiveClaimsTheLaterTakeoverWins) {
+  members_["old"] = Member("old", kNowMs);
+  Hold(members_["old"], 0, internal::v1::SHARD_ROLE_ACTIVE, /*since_ms=*/100);
+  members_["new"] = Member("new", kNowMs);
+  Hold(members_["new"], 0, internal::v1::SHARD_ROLE_ACTIVE, /*since_ms=*/200);
+  RoutingTable table = Build();
+  EXPECT_EQ(table.Find("demo", 0)->active->node->member.node_id(), "new");
+}
+
+TEST_F(RoutingTableTest, StandbysSortedByLagAndRestoringListed) {
+  members_["a"] = Member("a", kNowMs);
+  Hold(members_["a"], 0, internal::v1::SHARD_ROLE_STANDBY, 1, 10, 50);
+  members_["b"] = Member("b", kNowMs);
+  Hold(members_["b"], 0, internal::v1::SHARD_ROLE_STANDBY, 1, 45, 50);
+  members_["c"] = Member("c", kNowMs);
+  Hold(members_["c"], 0, internal::v1::SHARD_ROLE_RESTORING, 1);
+  RoutingTable table = Build();
+  const PartitionRoute* route = table.Find("demo", 0);
+  ASSERT_NE(route, nullptr);
+  EXPECT_FALSE(route->active.has_value());
+  ASSERT_EQ(route->standbys.size(), 2u);
+  EXPECT_EQ(route->standbys[0].node->member.node_id(), "b");
+  ASSERT_EQ(route->restoring.size(), 1u);
+}
+
+TEST_F(RoutingTableTest, RebuildReusesClientsOfUnchangedEndpoints) {
+  members_["n1"] = Member("n1", kNowMs);
+  RoutingTable first = Build();
+  EXPECT_EQ(clients_made_, 1);
+  RoutingTable second = Build(&first);
+  EXPECT_EQ(clients_made_, 1);
+  members_["n1"].set_endpoint("elsewhere:1");
+  RoutingTable third = Build(&second);
+  EXPECT_EQ(clients_made_, 2);
+}
+
+}  // namespace
+}  // namespace tally::router

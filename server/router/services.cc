@@ -1,0 +1,227 @@
+#include "server/router/services.h"
+
+#include <deque>
+#include <future>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "server/node/shard_service.h"
+
+namespace tally::router {
+namespace {
+
+using node::ToGrpcStatus;
+
+// Most reports of one ReportStates stream waiting for Kafka at once; beyond it the stream stops
+// reading (flow control back to the agent).
+constexpr size_t kMaxInFlightPerStream = 1000;
+
+// Runs a write and waits for its token within the deadline.
+grpc::Status WaitForWrite(absl::Time deadline, const std::function<void(Router::WriteDone)>& write,
+                          std::string* token) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::string>>>();
+  std::future<absl::StatusOr<std::string>> future = promise->get_future();
+  write([promise](absl::StatusOr<std::string> result) { promise->set_value(std::move(result)); });
+  if (future.wait_until(absl::ToChronoTime(deadline)) != std::future_status::ready) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "Kafka did not confirm the write before the deadline; it may still "
+                        "happen: retry (a retried write is harmless)");
+  }
+  absl::StatusOr<std::string> result = future.get();
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *token = std::move(*result);
+  return grpc::Status::OK;
+}
+
+// One ReportStates stream: reads requests, writes each to Kafka, and answers in request order.
+// The first failed request ends the stream with its error (prefixed with its index) once every
+// response before it has been written. Callbacks of pending writes hold the shared state, so the
+// reactor may be done before they are.
+class ReportStream final
+    : public grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse> {
+ public:
+  explicit ReportStream(Router& router) : router_(router), state_(std::make_shared<State>()) {
+    state_->stream = this;
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    std::unique_lock lock(state_->mu);
+    if (!ok) {
+      state_->reading_done = true;
+      MaybeAdvance(lock);
+      return;
+    }
+    const uint64_t index = state_->next_index++;
+    state_->pending.push_back(Slot{index, false, {}, {}});
+    ++state_->in_flight;
+    lock.unlock();
+    std::shared_ptr<State> state = state_;
+    router_.Report(request_, [state, index](absl::StatusOr<std::string> token) {
+      std::unique_lock lock(state->mu);
+      --state->in_flight;
+      for (Slot& slot : state->pending) {
+        if (slot.index != index) continue;
+        slot.done = true;
+        if (token.ok()) {
+          slot.response.set_token(std::move(*token));
+        } else {
+          slot.error =
+              grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
+                           absl::StrCat("request ", index, ": ", token.status().message()));
+        }
+        break;
+      }
+      if (state->stream != nullptr) state->stream->MaybeAdvance(lock);
+    });
+    lock.lock();
+    if (state_->in_flight < kMaxInFlightPerStream && !state_->finished) {
+      StartRead(&request_);
+    } else {
+      state_->read_paused = true;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock lock(state_->mu);
+    state_->writing = false;
+    if (!ok) {
+      // The client went away; nothing more can be written.
+      state_->broken = true;
+    } else {
+      state_->pending.pop_front();
+    }
+    MaybeAdvance(lock);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard lock(state_->mu);
+      state_->stream = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct Slot {
+    uint64_t index;
+    bool done;
+    v1::ReportStateResponse response;
+    grpc::Status error;
+  };
+  struct State {
+    std::mutex mu;
+    ReportStream* stream = nullptr;  // null once the reactor is done
+    std::deque<Slot> pending;
+    uint64_t next_index = 0;
+    size_t in_flight = 0;
+    bool writing = false;
+    bool reading_done = false;
+    bool read_paused = false;
+    bool finished = false;
+    bool broken = false;
+  };
+
+  // Writes the next answer in order, resumes reading, or finishes. Called with the lock held.
+  void MaybeAdvance(std::unique_lock<std::mutex>& lock) {
+    (void)lock;
+    State& s = *state_;
+    if (s.finished || s.writing) return;
+    if (s.broken) {
+      s.finished = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client stopped reading"));
+      return;
+    }
+    if (!s.pending.empty() && s.pending.front().done) {
+      Slot& front = s.pending.front();
+      if (!front.error.ok()) {
+        s.finished = true;
+        Finish(front.error);
+        return;
+      }
+      s.writing = true;
+      StartWrite(&front.response);
+      return;
+    }
+    if (s.read_paused && s.in_flight < kMaxInFlightPerStream) {
+      s.read_paused = false;
+      StartRead(&request_);
+      return;
+    }
+    if (s.reading_done && s.pending.empty()) {
+      s.finished = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  Router& router_;
+  std::shared_ptr<State> state_;
+  v1::ReportStateRequest request_;
+};
+
+}  // namespace
+
+absl::Time CallDeadline(std::chrono::system_clock::time_point deadline, absl::Duration fallback) {
+  return std::min(absl::FromChrono(deadline), absl::Now() + fallback);
+}
+
+grpc::ServerUnaryReactor* StateService::ReportState(grpc::CallbackServerContext* context,
+                                                    const v1::ReportStateRequest* request,
+                                                    v1::ReportStateResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  router_.Report(*request, [reactor, response](absl::StatusOr<std::string> token) {
+    if (!token.ok()) return reactor->Finish(ToGrpcStatus(token.status()));
+    response->set_token(std::move(*token));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse>*
+StateService::ReportStates(grpc::CallbackServerContext*) {
+  return new ReportStream(router_);
+}
+
+grpc::Status StateService::GetState(grpc::ServerContext* context,
+                                    const v1::GetStateRequest* request,
+                                    v1::GetStateResponse* response) {
+  auto result = router_.Get(*request, CallDeadline(context->deadline(), default_deadline_));
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status StateService::ListState(grpc::ServerContext* context,
+                                     const v1::ListStateRequest* request,
+                                     v1::ListStateResponse* response) {
+  auto result = router_.List(*request, CallDeadline(context->deadline(), default_deadline_));
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetState(grpc::ServerContext* context,
+                                    const v1::SetStateRequest* request,
+                                    v1::SetStateResponse* response) {
+  return WaitForWrite(
+      CallDeadline(context->deadline(), default_deadline_),
+      [&](Router::WriteDone done) { router_.Set(*request, std::move(done)); },
+      response->mutable_token());
+}
+
+grpc::Status AdminService::PurgeState(grpc::ServerContext* context,
+                                      const v1::PurgeStateRequest* request,
+                                      v1::PurgeStateResponse* response) {
+  return WaitForWrite(
+      CallDeadline(context->deadline(), default_deadline_),
+      [&](Router::WriteDone done) { router_.Purge(*request, std::move(done)); },
+      response->mutable_token());
+}
+
+grpc::Status AdminService::DescribeCluster(grpc::ServerContext*, const v1::DescribeClusterRequest*,
+                                           v1::DescribeClusterResponse* response) {
+  *response = router_.Describe();
+  return grpc::Status::OK;
+}
+
+}  // namespace tally::router

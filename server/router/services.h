@@ -1,0 +1,61 @@
+#ifndef TALLY_SERVER_ROUTER_SERVICES_H_
+#define TALLY_SERVER_ROUTER_SERVICES_H_
+
+// The public gRPC services over a Router: proto in, proto out, absl::Status → grpc::Status.
+// ReportState and ReportStates use gRPC's callback API: a call holds no thread while Kafka
+// confirms the write. The reads block a thread of the synchronous pool: they may wait for
+// min_token, within the call's deadline (or router.default_deadline when the call has none).
+
+#include "absl/time/time.h"
+#include "server/router/router.h"
+#include "tally/v1/state.grpc.pb.h"
+
+namespace tally::router {
+
+class StateService final
+    : public v1::StateService::WithCallbackMethod_ReportState<
+          v1::StateService::WithCallbackMethod_ReportStates<v1::StateService::Service>> {
+ public:
+  // `router` must outlive the service.
+  StateService(Router& router, absl::Duration default_deadline)
+      : router_(router), default_deadline_(default_deadline) {}
+
+  grpc::ServerUnaryReactor* ReportState(grpc::CallbackServerContext* context,
+                                        const v1::ReportStateRequest* request,
+                                        v1::ReportStateResponse* response) override;
+  grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse>* ReportStates(
+      grpc::CallbackServerContext* context) override;
+  grpc::Status GetState(grpc::ServerContext* context, const v1::GetStateRequest* request,
+                        v1::GetStateResponse* response) override;
+  grpc::Status ListState(grpc::ServerContext* context, const v1::ListStateRequest* request,
+                         v1::ListStateResponse* response) override;
+
+ private:
+  Router& router_;
+  const absl::Duration default_deadline_;
+};
+
+class AdminService final : public v1::AdminService::Service {
+ public:
+  AdminService(Router& router, absl::Duration default_deadline)
+      : router_(router), default_deadline_(default_deadline) {}
+
+  grpc::Status SetState(grpc::ServerContext* context, const v1::SetStateRequest* request,
+                        v1::SetStateResponse* response) override;
+  grpc::Status PurgeState(grpc::ServerContext* context, const v1::PurgeStateRequest* request,
+                          v1::PurgeStateResponse* response) override;
+  grpc::Status DescribeCluster(grpc::ServerContext* context,
+                               const v1::DescribeClusterRequest* request,
+                               v1::DescribeClusterResponse* response) override;
+
+ private:
+  Router& router_;
+  const absl::Duration default_deadline_;
+};
+
+// The deadline a call must keep: its own, or now + `fallback` when it has none.
+absl::Time CallDeadline(std::chrono::system_clock::time_point deadline, absl::Duration fallback);
+
+}  // namespace tally::router
+
+#endif  // TALLY_SERVER_ROUTER_SERVICES_H_

@@ -1,0 +1,81 @@
+#include "server/router/shard_client.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tally::router {
+namespace {
+
+class GrpcShardClient final : public ShardClient {
+ public:
+  explicit GrpcShardClient(const std::string& endpoint)
+      : endpoint_(endpoint),
+        stub_(internal::v1::ShardService::NewStub(
+            grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()))) {}
+
+  absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest& request,
+                                                     absl::Time deadline) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    internal::v1::ShardGetResponse response;
+    grpc::Status status = stub_->Get(&context, request, &response);
+    if (!status.ok()) return Annotate(status);
+    return response;
+  }
+
+  absl::StatusOr<internal::v1::ShardScanResponse> Scan(
+      const internal::v1::ShardScanRequest& request, absl::Time deadline) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    internal::v1::ShardScanResponse response;
+    grpc::Status status = stub_->Scan(&context, request, &response);
+    if (!status.ok()) return Annotate(status);
+    return response;
+  }
+
+ private:
+  absl::Status Annotate(const grpc::Status& status) {
+    absl::Status s = FromGrpcStatus(status);
+    if (s.code() == absl::StatusCode::kUnavailable) {
+      // The transport's message alone ("failed to connect to all addresses") does not say which.
+      return absl::UnavailableError(absl::StrCat("node at ", endpoint_, ": ", s.message()));
+    }
+    return s;
+  }
+
+  const std::string endpoint_;
+  const std::unique_ptr<internal::v1::ShardService::Stub> stub_;
+};
+
+class LocalShardClient final : public ShardClient {
+ public:
+  explicit LocalShardClient(const node::ShardQueries& queries) : queries_(queries) {}
+
+  absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest& request,
+                                                     absl::Time deadline) override {
+    return queries_.Get(request, deadline);
+  }
+  absl::StatusOr<internal::v1::ShardScanResponse> Scan(
+      const internal::v1::ShardScanRequest& request, absl::Time) override {
+    return queries_.Scan(request);
+  }
+
+ private:
+  const node::ShardQueries& queries_;
+};
+
+}  // namespace
+
+std::shared_ptr<ShardClient> NewGrpcShardClient(const std::string& endpoint) {
+  return std::make_shared<GrpcShardClient>(endpoint);
+}
+
+std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries) {
+  return std::make_shared<LocalShardClient>(queries);
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+}  // namespace tally::router

@@ -1,0 +1,39 @@
+#ifndef TALLY_SERVER_ROUTER_SHARD_CLIENT_H_
+#define TALLY_SERVER_ROUTER_SHARD_CLIENT_H_
+
+// ShardClient is how a router reads a node's shards: over the internal gRPC ShardService, or
+// directly through ShardQueries when the node runs in the router's own process. Errors keep the
+// node's codes (ABORTED: not the owner; UNAVAILABLE: restoring or unreachable). Thread-safe.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/node/shard_queries.h"
+#include "tally/internal/v1/shard.grpc.pb.h"
+
+namespace tally::router {
+
+class ShardClient {
+ public:
+  virtual ~ShardClient() = default;
+  virtual absl::StatusOr<internal::v1::ShardGetResponse> Get(
+      const internal::v1::ShardGetRequest& request, absl::Time deadline) = 0;
+  virtual absl::StatusOr<internal::v1::ShardScanResponse> Scan(
+      const internal::v1::ShardScanRequest& request, absl::Time deadline) = 0;
+};
+
+// Over a gRPC channel to `endpoint` (plaintext; one channel per node, reused by every call).
+std::shared_ptr<ShardClient> NewGrpcShardClient(const std::string& endpoint);
+
+// In-process; `queries` must outlive the client.
+std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries);
+
+// grpc::Status → absl::Status, code and message kept.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace tally::router
+
+#endif  // TALLY_SERVER_ROUTER_SHARD_CLIENT_H_
