@@ -498,7 +498,9 @@ void Processor::Session::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t e
 void Processor::Session::OnRebalance(rd_kafka_resp_err_t err,
                                      rd_kafka_topic_partition_list_t* partitions) {
   rd_kafka_t* rk = consumer_.get();
-  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  // NULL once the consumer has left the group (inside rd_kafka_consumer_close).
+  const char* protocol = rd_kafka_rebalance_protocol(rk);
+  const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     // Restore before assigning: no record of a partition is fetched until its shard is current.
     for (int i = 0; i < partitions->cnt; ++i) {
