@@ -65,6 +65,8 @@ absl::Status TallydProcess::Start() {
       absl::Seconds(60));
   if (pid_ < 0) return absl::InternalError(absl::StrCat("tallyd exited at start:\n", Log()));
   if (!ok) return absl::DeadlineExceededError(absl::StrCat("tallyd not ready:\n", Log()));
+  std::ifstream in(ready);
+  std::getline(in, address_);
   return absl::OkStatus();
 }
 

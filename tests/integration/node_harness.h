@@ -31,6 +31,8 @@ class TallydProcess {
   // from waitpid, or -1 if not running.
   int Signal(int signal);
   bool running() const { return pid_ > 0; }
+  // host:port the process serves on (from its ready file); valid after Start().
+  const std::string& address() const { return address_; }
   // The process's log so far.
   std::string Log() const;
   // Sum of `field` over the log lines whose msg is `msg` (e.g. restored_records of
@@ -40,6 +42,7 @@ class TallydProcess {
  private:
   const std::string config_path_, node_id_, data_dir_, log_path_;
   pid_t pid_ = -1;
+  std::string address_;
 };
 
 struct Record {

@@ -18,6 +18,7 @@
 #include "server/storage/shard.h"
 #include "tally/records/v1/records.pb.h"
 #include "tests/integration/node_harness.h"
+#include "tests/integration/reducer_model.h"
 #include "tests/testing/kafka_bootstrap.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/unique_name.h"
@@ -33,30 +34,6 @@ using records::v1::ReportRecord;
 
 constexpr int kPartitions = 6;
 const std::vector<std::string> kScenarios = {"maj", "plu", "any"};
-
-// The reducers as the test understands them, written independently of server/processor.
-std::string ModelReduce(const std::string& scenario,
-                        const std::map<std::string, std::string>& votes,
-                        const std::string& previous) {
-  if (votes.empty()) return "";
-  std::map<std::string, int> counts;
-  for (const auto& [agent, state] : votes) ++counts[state];
-  if (scenario == "maj") {
-    for (const auto& [state, n] : counts) {
-      if (2 * n > static_cast<int>(votes.size())) return state;
-    }
-    return previous;
-  }
-  if (scenario == "plu") {
-    int best = 0;
-    for (const auto& [state, n] : counts) best = std::max(best, n);
-    if (counts.count(previous) && counts[previous] == best) return previous;
-    for (const auto& [state, n] : counts) {
-      if (n == best) return state;  // std::map: the smallest tied value
-    }
-  }
-  return counts.count("attack") ? "attack" : "ok";  // any(attack, otherwise ok)
-}
 
 struct ModelObject {
   std::map<std::string, std::string> votes;

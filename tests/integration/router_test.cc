@@ -1,0 +1,557 @@
+// The public API against the real broker: a cluster of three real tallyd processes (node and
+// router roles each), driven through gRPC as clients would, checked against an in-memory model of
+// the majority reducer: randomised workloads, read-your-writes, reads while partitions move, and
+// bad input that must be refused without writing anything.
+
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "server/kafka/partitioner.h"
+#include "tally/v1/state.grpc.pb.h"
+#include "tests/integration/node_harness.h"
+#include "tests/integration/reducer_model.h"
+#include "tests/testing/kafka_bootstrap.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/unique_name.h"
+#include "tests/testing/wait.h"
+
+namespace tally::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kPartitions = 6;
+constexpr char kScenario[] = "demo";
+
+struct ModelObject {
+  std::map<std::string, std::string> votes;  // agent → state
+  std::string state;
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bootstrap_ = KafkaBootstrapOrDie();
+    app_ = UniqueName("router");
+    config_path_ = absl::StrCat(dir_.path(), "/tallyd.textproto");
+    std::ofstream out(config_path_);
+    out << "app_id: \"" << app_ << "\"\n"
+        << "kafka { bootstrap_servers: \"" << bootstrap_ << "\" }\n"
+        << "scenarios { name: \"" << kScenario << "\" partitions: " << kPartitions
+        << " reducer { majority {} } }\n"
+        << "node { enabled: true data_dir: \"unused\" node_id: \"unused\" "
+        << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
+        << "router { enabled: true }\n"
+        << "server { listen_address: \"127.0.0.1:0\" }\n";
+    out.close();
+    for (const std::string id : {"n1", "n2", "n3"}) StartNode(id);
+    // The group has settled once every node owns a share.
+    WaitAllActive({"n1", "n2", "n3"});
+  }
+
+  void TearDown() override {
+    if (!HasFailure()) return;
+    for (const auto& [id, node] : nodes_) {
+      std::string log = node->Log();
+      std::cout << "---- log of " << id << " (last 4000 bytes) ----\n"
+                << log.substr(log.size() > 4000 ? log.size() - 4000 : 0) << std::endl;
+    }
+  }
+
+  void StartNode(const std::string& id) {
+    auto node =
+        std::make_unique<TallydProcess>(config_path_, id, absl::StrCat(dir_.path(), "/", id),
+                                        absl::StrCat(dir_.path(), "/", id, ".log"));
+    ASSERT_TRUE(node->Start().ok());
+    auto channel = grpc::CreateChannel(node->address(), grpc::InsecureChannelCredentials());
+    state_stubs_[id] = v1::StateService::NewStub(channel);
+    admin_stubs_[id] = v1::AdminService::NewStub(channel);
+    nodes_[id] = std::move(node);
+  }
+
+  // Waits until DescribeCluster (through n1) shows every partition ACTIVE on an alive node.
+  void WaitAllActive(const std::set<std::string>& required_owners = {}) {
+    bool ok = WaitFor(
+        [&] {
+          auto cluster = Describe("n1");
+          if (!cluster.ok()) return false;
+          std::set<std::string> owners;
+          int active = 0;
+          for (const v1::PartitionInfo& p : cluster->partitions()) {
+            if (p.status() == v1::ACTIVE) ++active;
+            owners.insert(p.active_node());
+          }
+          for (const std::string& id : required_owners) {
+            if (!owners.count(id)) return false;
+          }
+          return active == kPartitions;
+        },
+        absl::Seconds(90));
+    ASSERT_TRUE(ok) << "partitions not all active: " << Describe("n1")->DebugString();
+  }
+
+  absl::StatusOr<v1::DescribeClusterResponse> Describe(const std::string& via) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::DescribeClusterResponse response;
+    grpc::Status status = admin_stubs_[via]->DescribeCluster(&context, {}, &response);
+    if (!status.ok()) return absl::UnavailableError(status.error_message());
+    return response;
+  }
+
+  // ReportState through `via`; returns the token and updates the model.
+  std::string Report(const std::string& via, const std::string& key, const std::string& agent,
+                     const std::string& state) {
+    v1::ReportStateRequest request = ReportRequest(key, agent, state);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ReportStateResponse response;
+    grpc::Status status = state_stubs_[via]->ReportState(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    Apply(key, agent, state);
+    return response.token();
+  }
+
+  static v1::ReportStateRequest ReportRequest(const std::string& key, const std::string& agent,
+                                              const std::string& state) {
+    v1::ReportStateRequest request;
+    request.set_scenario(kScenario);
+    request.set_object_key(key);
+    request.set_agent_id(agent);
+    request.set_state(state);
+    request.mutable_ttl()->set_seconds(3600);
+    return request;
+  }
+
+  void Apply(const std::string& key, const std::string& agent, const std::string& state) {
+    ModelObject& object = model_[key];
+    object.votes[agent] = state;
+    object.state = ModelReduce("maj", object.votes, object.state);
+  }
+
+  grpc::Status Get(const std::string& via, const std::string& key, const std::string& min_token,
+                   v1::GetStateResponse* response, absl::Duration deadline = absl::Seconds(30)) {
+    v1::GetStateRequest request;
+    request.set_scenario(kScenario);
+    request.set_object_key(key);
+    request.set_min_token(min_token);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    return state_stubs_[via]->GetState(&context, request, response);
+  }
+
+  // Every state of the scenario through ListState pages of `page_size`.
+  std::vector<v1::ObjectState> ListAll(const std::string& via, const std::string& prefix,
+                                       int page_size) {
+    std::vector<v1::ObjectState> states;
+    std::string token;
+    for (int pages = 0; pages < 10000; ++pages) {
+      v1::ListStateRequest request;
+      request.set_scenario(kScenario);
+      request.set_prefix(prefix);
+      request.set_page_size(page_size);
+      request.set_page_token(token);
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      v1::ListStateResponse response;
+      grpc::Status status = state_stubs_[via]->ListState(&context, request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      EXPECT_LE(response.states_size(), page_size);
+      for (const v1::ObjectState& s : response.states()) states.push_back(s);
+      token = response.next_page_token();
+      if (token.empty()) break;
+    }
+    return states;
+  }
+
+  // Checks one object's state as served against the model.
+  void ExpectMatchesModel(const std::string& key, const v1::ObjectState& state) {
+    const ModelObject& object = model_.at(key);
+    EXPECT_EQ(state.state(), object.state) << key;
+    std::map<std::string, int> tally;
+    for (const auto& [agent, value] : object.votes) ++tally[value];
+    std::map<std::string, int> served(state.tally().begin(), state.tally().end());
+    EXPECT_EQ(served, tally) << key;
+    std::map<std::string, std::string> votes;
+    for (const v1::Vote& v : state.votes()) votes[v.agent_id()] = v.state();
+    EXPECT_EQ(votes, object.votes) << key;
+  }
+
+  std::string Topic(const std::string& kind) const {
+    return absl::StrCat(app_, ".", kScenario, ".", kind);
+  }
+
+  TempDir dir_;
+  std::string bootstrap_, app_, config_path_;
+  std::map<std::string, std::unique_ptr<TallydProcess>> nodes_;
+  std::map<std::string, std::unique_ptr<v1::StateService::Stub>> state_stubs_;
+  std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;
+  std::map<std::string, ModelObject> model_;
+};
+
+const std::vector<std::string> kRouters = {"n1", "n2", "n3"};
+
+TEST_F(RouterTest, RandomWorkloadThroughEveryRouterMatchesTheModel) {
+  const uint64_t seed = std::random_device{}();
+  std::cout << "seed: " << seed << std::endl;
+  SCOPED_TRACE(absl::StrCat("seed ", seed));
+  std::mt19937_64 rng(seed);
+  const std::vector<std::string> states = {"attack", "ok", "unknown"};
+  std::map<std::string, std::string> last_token;  // key → token of its last write
+
+  // Half the reports one by one through random routers...
+  for (int i = 0; i < 300; ++i) {
+    std::string key = absl::StrCat("site-", rng() % 40);
+    last_token[key] = Report(kRouters[rng() % 3], key, absl::StrCat("agent-", rng() % 5),
+                             states[rng() % states.size()]);
+  }
+  // ...and half in ReportStates streams, answered one token per request, in order.
+  for (int stream = 0; stream < 3; ++stream) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto rpc = state_stubs_[kRouters[stream]]->ReportStates(&context);
+    std::vector<std::string> keys;
+    for (int i = 0; i < 100; ++i) {
+      std::string key = absl::StrCat("site-", rng() % 40);
+      std::string agent = absl::StrCat("agent-", rng() % 5);
+      std::string state = states[rng() % states.size()];
+      ASSERT_TRUE(rpc->Write(ReportRequest(key, agent, state)));
+      Apply(key, agent, state);
+      keys.push_back(key);
+    }
+    rpc->WritesDone();
+    v1::ReportStateResponse response;
+    size_t answered = 0;
+    while (rpc->Read(&response)) {
+      ASSERT_LT(answered, keys.size());
+      EXPECT_EQ(response.token().rfind("w1.", 0), 0u) << response.token();
+      last_token[keys[answered++]] = response.token();
+    }
+    grpc::Status status = rpc->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(answered, keys.size());
+  }
+
+  // Every object through a random router, after its last write.
+  for (const auto& [key, token] : last_token) {
+    v1::GetStateResponse response;
+    grpc::Status status = Get(kRouters[rng() % 3], key, token, &response);
+    ASSERT_TRUE(status.ok()) << key << ": " << status.error_message();
+    ExpectMatchesModel(key, response.state());
+    int32_t partition = kafka::PartitionFor(key, kPartitions);
+    auto cluster = Describe("n1");
+    ASSERT_TRUE(cluster.ok());
+    EXPECT_EQ(response.served_by(), cluster->partitions(partition).active_node()) << key;
+  }
+
+  // The whole scenario in key order, in small pages: each object exactly once.
+  for (int page_size : {7, 1000}) {
+    std::vector<v1::ObjectState> listed = ListAll("n2", "site-", page_size);
+    ASSERT_EQ(listed.size(), model_.size()) << "page_size " << page_size;
+    auto model_it = model_.begin();
+    for (const v1::ObjectState& state : listed) {
+      EXPECT_EQ(state.object_key(), model_it->first);
+      ExpectMatchesModel(model_it->first, state);
+      ++model_it;
+    }
+  }
+  EXPECT_TRUE(ListAll("n3", "nothing-here/", 10).empty());
+}
+
+TEST_F(RouterTest, ReadYourWritesOnEveryPartition) {
+  std::set<int32_t> partitions;
+  for (int i = 0; i < 150; ++i) {
+    std::string key = absl::StrCat("ryw-", i % 24);
+    partitions.insert(kafka::PartitionFor(key, kPartitions));
+    std::string state = absl::StrCat("v", i);
+    std::string token = Report(kRouters[i % 3], key, "writer", state);
+    // Read through another router than the one written to.
+    v1::GetStateResponse response;
+    grpc::Status status = Get(kRouters[(i + 1) % 3], key, token, &response);
+    ASSERT_TRUE(status.ok()) << "iteration " << i << ": " << status.error_message();
+    ASSERT_EQ(response.state().votes_size(), 1) << "iteration " << i;
+    EXPECT_EQ(response.state().votes(0).state(), state) << "iteration " << i;
+    EXPECT_EQ(response.state().state(), state) << "iteration " << i;
+  }
+  EXPECT_EQ(partitions.size(), static_cast<size_t>(kPartitions));
+}
+
+TEST_F(RouterTest, ReadsKeepAnsweringRightWhilePartitionsMove) {
+  std::map<std::string, std::string> tokens;
+  for (int i = 0; i < 30; ++i) {
+    std::string key = absl::StrCat("move-", i);
+    tokens[key] = Report("n1", key, "a", absl::StrCat("s", i));
+  }
+  for (const auto& [key, token] : tokens) {
+    v1::GetStateResponse response;
+    ASSERT_TRUE(Get("n1", key, token, &response).ok());
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0}, failures{0}, wrong{0};
+  std::mutex mu;
+  std::map<std::string, std::set<std::string>> served_by;  // key → nodes that answered
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      while (!stop.load()) {
+        for (int i = r; i < 30 && !stop.load(); i += 2) {
+          std::string key = absl::StrCat("move-", i);
+          v1::GetStateResponse response;
+          // Routers retry on a fresh routing table within the deadline: a move must be
+          // invisible to readers except as latency.
+          grpc::Status status = Get("n1", key, "", &response, absl::Seconds(60));
+          ++reads;
+          if (!status.ok()) {
+            ++failures;
+            ADD_FAILURE() << key << ": " << status.error_code() << " " << status.error_message();
+            continue;
+          }
+          if (response.state().state() != absl::StrCat("s", i)) ++wrong;
+          std::lock_guard lock(mu);
+          served_by[key].insert(response.served_by());
+        }
+      }
+    });
+  }
+
+  // A fourth node joins: the cooperative rebalance moves partitions to it.
+  StartNode("n4");
+  WaitAllActive({"n4"});
+  // n2 leaves: its partitions move to the others once the group notices.
+  int reads_before_stop = reads.load();
+  nodes_["n2"]->Signal(SIGTERM);
+  bool moved = WaitFor(
+      [&] {
+        auto cluster = Describe("n1");
+        if (!cluster.ok()) return false;
+        for (const v1::PartitionInfo& p : cluster->partitions()) {
+          if (p.status() != v1::ACTIVE || p.active_node() == "n2") return false;
+        }
+        return true;
+      },
+      absl::Seconds(90));
+  ASSERT_TRUE(moved) << Describe("n1")->DebugString();
+  const int target = reads.load() + 60;  // some reads after the move completed, too
+  ASSERT_TRUE(WaitFor([&] { return reads.load() >= target; }, absl::Seconds(60)));
+  stop.store(true);
+  for (std::thread& t : readers) t.join();
+
+  EXPECT_GT(reads_before_stop, 0);
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  int moved_keys = 0;
+  for (const auto& [key, nodes] : served_by) moved_keys += nodes.size() > 1 ? 1 : 0;
+  EXPECT_GT(moved_keys, 0) << "no key changed owner while it was being read";
+}
+
+TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
+  using Stub = v1::StateService::Stub;
+  using Admin = v1::AdminService::Stub;
+  struct Case {
+    std::string name;
+    std::function<grpc::Status(Stub&, Admin&, grpc::ClientContext&)> call;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  auto report = [](std::function<void(v1::ReportStateRequest&)> mutate) {
+    return [mutate](Stub& stub, Admin&, grpc::ClientContext& context) {
+      v1::ReportStateRequest request = ReportRequest("site-1", "agent-1", "attack");
+      mutate(request);
+      v1::ReportStateResponse response;
+      return stub.ReportState(&context, request, &response);
+    };
+  };
+  auto get = [](std::function<void(v1::GetStateRequest&)> mutate) {
+    return [mutate](Stub& stub, Admin&, grpc::ClientContext& context) {
+      v1::GetStateRequest request;
+      request.set_scenario(kScenario);
+      request.set_object_key("site-1");
+      mutate(request);
+      v1::GetStateResponse response;
+      return stub.GetState(&context, request, &response);
+    };
+  };
+  auto list = [](std::function<void(v1::ListStateRequest&)> mutate) {
+    return [mutate](Stub& stub, Admin&, grpc::ClientContext& context) {
+      v1::ListStateRequest request;
+      request.set_scenario(kScenario);
+      mutate(request);
+      v1::ListStateResponse response;
+      return stub.ListState(&context, request, &response);
+    };
+  };
+  auto set = [](std::function<void(v1::SetStateRequest&)> mutate) {
+    return [mutate](Stub&, Admin& admin, grpc::ClientContext& context) {
+      v1::SetStateRequest request;
+      request.set_scenario(kScenario);
+      request.set_object_key("site-1");
+      request.set_state("attack");
+      mutate(request);
+      v1::SetStateResponse response;
+      return admin.SetState(&context, request, &response);
+    };
+  };
+  auto purge = [](std::function<void(v1::PurgeStateRequest&)> mutate) {
+    return [mutate](Stub&, Admin& admin, grpc::ClientContext& context) {
+      v1::PurgeStateRequest request;
+      request.set_scenario(kScenario);
+      request.set_object_key("site-1");
+      mutate(request);
+      v1::PurgeStateResponse response;
+      return admin.PurgeState(&context, request, &response);
+    };
+  };
+  // The partition of site-1 and a token that names another one.
+  const int32_t partition = kafka::PartitionFor("site-1", kPartitions);
+  const std::string foreign_token = absl::StrCat("w1.", (partition + 1) % kPartitions, ".0");
+  const auto kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+
+  std::vector<Case> cases = {
+      {"empty scenario", report([](auto& r) { r.clear_scenario(); }), kInvalid,
+       "scenario: must not be empty"},
+      {"unknown scenario", report([](auto& r) { r.set_scenario("nope"); }),
+       grpc::StatusCode::NOT_FOUND, "scenario: \"nope\" is not served here (scenarios: demo)"},
+      {"empty key", report([](auto& r) { r.clear_object_key(); }), kInvalid,
+       "object_key: must not be empty"},
+      {"long key", report([](auto& r) { r.set_object_key(std::string(257, 'k')); }), kInvalid,
+       "object_key: 257 bytes, the limit is 256"},
+      {"NUL in key", report([](auto& r) { r.set_object_key(std::string("a\0b", 3)); }), kInvalid,
+       "object_key: must not contain NUL"},
+      {"empty agent", report([](auto& r) { r.clear_agent_id(); }), kInvalid,
+       "agent_id: must not be empty"},
+      {"long agent", report([](auto& r) { r.set_agent_id(std::string(129, 'a')); }), kInvalid,
+       "agent_id: 129 bytes, the limit is 128"},
+      {"empty state", report([](auto& r) { r.clear_state(); }), kInvalid,
+       "state: must not be empty"},
+      {"long state", report([](auto& r) { r.set_state(std::string(257, 's')); }), kInvalid,
+       "state: 257 bytes, the limit is 256"},
+      {"too many attributes", report([](auto& r) {
+         for (int i = 0; i < 33; ++i) (*r.mutable_attributes())[absl::StrCat("k", i)] = "v";
+       }),
+       kInvalid, "attributes: 33 entries, the limit is 32"},
+      {"long attribute value",
+       report([](auto& r) { (*r.mutable_attributes())["k"] = std::string(1025, 'v'); }), kInvalid,
+       "attributes[\"k\"]: 1025 bytes, the limit is 1024"},
+      {"ttl too long", report([](auto& r) { r.mutable_ttl()->set_seconds(8 * 24 * 3600); }),
+       kInvalid, "ttl: must be between 1ms and 168h"},
+      {"negative ttl", report([](auto& r) { r.mutable_ttl()->set_seconds(-5); }), kInvalid,
+       "ttl: must be a positive duration"},
+      {"observed in the future", report([](auto& r) {
+         r.mutable_observed_at()->set_seconds(absl::ToUnixSeconds(absl::Now()) + 3600);
+       }),
+       kInvalid, "s in the future"},
+      {"garbage min_token", get([](auto& r) { r.set_min_token("garbage"); }), kInvalid,
+       "min_token: \"garbage\" is not a write token"},
+      {"min_token of another partition",
+       get([foreign_token](auto& r) { r.set_min_token(foreign_token); }), kInvalid,
+       "min_token: names a write to partition"},
+      {"negative max_lag", get([](auto& r) { r.set_max_lag(-1); }), kInvalid,
+       "max_lag: must be >= 0"},
+      {"get without key", get([](auto& r) { r.clear_object_key(); }), kInvalid,
+       "object_key: must not be empty"},
+      {"page_size too large", list([](auto& r) { r.set_page_size(5000); }), kInvalid,
+       "page_size: must be in [0, 1000]"},
+      {"negative page_size", list([](auto& r) { r.set_page_size(-1); }), kInvalid,
+       "page_size: must be in [0, 1000]"},
+      {"garbage page_token", list([](auto& r) { r.set_page_token("xyz"); }), kInvalid,
+       "page_token: \"xyz\" is not a page token"},
+      {"list unknown scenario", list([](auto& r) { r.set_scenario("nope"); }),
+       grpc::StatusCode::NOT_FOUND, "scenario: \"nope\""},
+      {"pin without state", set([](auto& r) {
+         r.clear_state();
+         r.set_pin(true);
+       }),
+       kInvalid, "state: must not be empty"},
+      {"long reason", set([](auto& r) { r.set_reason(std::string(1025, 'r')); }), kInvalid,
+       "reason: 1025 bytes, the limit is 1024"},
+      {"purge without key", purge([](auto& r) { r.clear_object_key(); }), kInvalid,
+       "object_key: must not be empty"},
+      {"purge unknown scenario", purge([](auto& r) { r.set_scenario("nope"); }),
+       grpc::StatusCode::NOT_FOUND, "scenario: \"nope\""},
+  };
+  ASSERT_GE(cases.size(), 15u);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status status = c.call(*state_stubs_["n2"], *admin_stubs_["n2"], context);
+    EXPECT_EQ(status.error_code(), c.code) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message));
+  }
+
+  // Nothing reached Kafka: a record written now is the first one on the reports topic.
+  std::string token = Report("n2", "site-1", "agent-1", "attack");
+  EXPECT_EQ(token, absl::StrCat("w1.", partition, ".0"));
+  auto client = KafkaTestClient::Create(bootstrap_);
+  ASSERT_TRUE(client.ok());
+  auto records = (*client)->ReadAll(Topic("reports"), kPartitions);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(records->size(), 1u);
+}
+
+TEST_F(RouterTest, UnknownObjectIsNotFoundAndOperatorsPinAndPurge) {
+  v1::GetStateResponse response;
+  grpc::Status status = Get("n1", "never-reported", "", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("object_key: \"never-reported\" has no state"));
+
+  Report("n1", "site-9", "a1", "ok");
+  Report("n1", "site-9", "a2", "ok");
+  auto admin = [&](auto call) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return call(context);
+  };
+  v1::SetStateRequest set;
+  set.set_scenario(kScenario);
+  set.set_object_key("site-9");
+  set.set_state("attack");
+  set.set_pin(true);
+  set.set_reason("incident 42");
+  v1::SetStateResponse set_response;
+  ASSERT_TRUE(admin([&](grpc::ClientContext& c) {
+                return admin_stubs_["n2"]->SetState(&c, set, &set_response);
+              }).ok());
+  ASSERT_TRUE(Get("n3", "site-9", set_response.token(), &response).ok());
+  EXPECT_EQ(response.state().state(), "attack");
+  EXPECT_TRUE(response.state().pinned());
+  // The agents keep saying "ok": the pin holds.
+  std::string token = Report("n1", "site-9", "a3", "ok");
+  ASSERT_TRUE(Get("n3", "site-9", token, &response).ok());
+  EXPECT_EQ(response.state().state(), "attack");
+  // Unpinned, the majority decides again.
+  set.set_pin(false);
+  set.clear_state();
+  ASSERT_TRUE(admin([&](grpc::ClientContext& c) {
+                return admin_stubs_["n2"]->SetState(&c, set, &set_response);
+              }).ok());
+  ASSERT_TRUE(Get("n3", "site-9", set_response.token(), &response).ok());
+  EXPECT_EQ(response.state().state(), "ok");
+  EXPECT_FALSE(response.state().pinned());
+
+  v1::PurgeStateRequest purge;
+  purge.set_scenario(kScenario);
+  purge.set_object_key("site-9");
+  v1::PurgeStateResponse purge_response;
+  ASSERT_TRUE(admin([&](grpc::ClientContext& c) {
+                return admin_stubs_["n3"]->PurgeState(&c, purge, &purge_response);
+              }).ok());
+  status = Get("n1", "site-9", purge_response.token(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace tally::test
