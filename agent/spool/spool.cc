@@ -110,7 +110,7 @@ bool ParseSegmentName(const std::string& name, uint64_t* seq) {
 
 }  // namespace
 
-std::string VoteKey(const v1::ReportStateRequest& report) {
+std::string VoteKey(const tally::v1::ReportStateRequest& report) {
   std::string key;
   key.reserve(report.scenario().size() + report.object_key().size() + report.agent_id().size() + 2);
   key.append(report.scenario()).push_back('\0');
@@ -200,7 +200,7 @@ absl::Status Spool::Recover() {
     const int64_t size = static_cast<int64_t>(data->size());
     while (pos < size) {
       spool::DecodedFrame frame = DecodeFrame(std::string_view(*data).substr(pos));
-      v1::ReportStateRequest report;
+      tally::v1::ReportStateRequest report;
       bool parsed = frame.status == FrameStatus::kOk &&
                     report.ParseFromArray(frame.payload.data(), frame.payload.size());
       if (!parsed) {
@@ -280,21 +280,23 @@ absl::Status Spool::StartSegment() {
   return absl::OkStatus();
 }
 
-absl::Status Spool::Append(std::span<const v1::ReportStateRequest> reports) {
+absl::Status Spool::Append(std::span<const tally::v1::ReportStateRequest> reports, size_t* queued) {
   absl::MutexLock lock(&mu_);
   int64_t rejected = 0;
-  bool wrote = false;
-  for (const v1::ReportStateRequest& report : reports) {
+  size_t wrote = 0;
+  if (queued != nullptr) *queued = 0;
+  for (const tally::v1::ReportStateRequest& report : reports) {
     absl::Status s = AppendOne(report);
     if (absl::IsResourceExhausted(s)) {
       ++rejected;
     } else if (!s.ok()) {
       return s;
     } else {
-      wrote = true;
+      ++wrote;
+      if (queued != nullptr) *queued = wrote;
     }
   }
-  if (wrote && options_.sync && tail_fd_ >= 0 && ::fdatasync(tail_fd_) != 0) {
+  if (wrote > 0 && options_.sync && tail_fd_ >= 0 && ::fdatasync(tail_fd_) != 0) {
     return IoError("cannot sync", SegmentPath(segments_.back().seq));
   }
   if (rejected > 0) {
@@ -305,7 +307,7 @@ absl::Status Spool::Append(std::span<const v1::ReportStateRequest> reports) {
   return absl::OkStatus();
 }
 
-absl::Status Spool::AppendOne(const v1::ReportStateRequest& report) {
+absl::Status Spool::AppendOne(const tally::v1::ReportStateRequest& report) {
   std::string payload;
   report.SerializeToString(&payload);
   if (payload.size() > spool::kMaxPayloadSize) {

@@ -64,7 +64,7 @@ struct SpoolOptions {
 // stable across reopenings).
 struct SpooledReport {
   uint64_t id;
-  v1::ReportStateRequest report;
+  tally::v1::ReportStateRequest report;
 };
 
 struct SpoolStats {
@@ -89,9 +89,11 @@ class Spool {
   // Appends `reports` in order, durably (see "Durability") before returning. OK if all were
   // queued. RESOURCE_EXHAUSTED if some were refused because the spool is full (the others are
   // queued, in order). UNAVAILABLE on an I/O error: the reports before the failing one are queued,
-  // it and the ones after it are not.
-  absl::Status Append(std::span<const v1::ReportStateRequest> reports);
-  absl::Status Append(const v1::ReportStateRequest& report) { return Append({&report, 1}); }
+  // it and the ones after it are not (if the final fdatasync fails, all stay queued but may not
+  // survive a machine crash). If `queued` is not null it is set to how many were queued.
+  absl::Status Append(std::span<const tally::v1::ReportStateRequest> reports,
+                      size_t* queued = nullptr);
+  absl::Status Append(const tally::v1::ReportStateRequest& report) { return Append({&report, 1}); }
 
   // Up to `max` reports from the front of the queue, in order, without removing them. A record
   // that cannot be read back is logged, counted as discarded and skipped.
@@ -120,7 +122,8 @@ class Spool {
   explicit Spool(SpoolOptions options);
 
   absl::Status Recover() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status AppendOne(const v1::ReportStateRequest& report) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AppendOne(const tally::v1::ReportStateRequest& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Rewrites segments, oldest first, without droppable records until `need` more bytes fit.
   // False if they do not.
@@ -150,7 +153,7 @@ class Spool {
 };
 
 // The key that identifies a vote: only the latest report of a key matters.
-std::string VoteKey(const v1::ReportStateRequest& report);
+std::string VoteKey(const tally::v1::ReportStateRequest& report);
 
 }  // namespace tally::agent
 

@@ -19,8 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-v1::ReportStateRequest Report(const std::string& object, const std::string& state) {
-  v1::ReportStateRequest r;
+tally::v1::ReportStateRequest Report(const std::string& object, const std::string& state) {
+  tally::v1::ReportStateRequest r;
   r.set_scenario("web");
   r.set_object_key(object);
   r.set_agent_id("agent-1");

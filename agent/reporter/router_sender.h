@@ -1,0 +1,63 @@
+#ifndef TALLY_AGENT_REPORTER_ROUTER_SENDER_H_
+#define TALLY_AGENT_REPORTER_ROUTER_SENDER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "agent/reporter/backoff.h"
+#include "agent/reporter/report_sender.h"
+#include "tally/v1/state.grpc.pb.h"
+
+namespace tally::agent {
+
+// Makes the StateService stub for one router endpoint (host:port). The seam where tests or a
+// future TLS set-up plug in their own channels.
+using StubFactory = std::function<std::unique_ptr<tally::v1::StateService::StubInterface>(
+    const std::string& endpoint)>;
+
+// Plaintext channels whose reconnect backoff is bounded by `reconnect` (initial..max), so a
+// router that comes back is noticed about as soon as the agent's own backoff retries it.
+StubFactory InsecureStubFactory(BackoffOptions reconnect);
+
+struct RouterSenderOptions {
+  std::vector<std::string> routers;  // host:port, at least one
+  // Read before every Send; its trimmed content is sent as `authorization: Bearer <token>`.
+  // Empty: no authorization header.
+  std::string token_file;
+  absl::Duration rpc_timeout = absl::Seconds(5);
+};
+
+// Sends to Tally's routers over gRPC: one report with ReportState, more with one ReportStates
+// stream (one response per report, in order). Sticks to the router that last worked; when it
+// fails, moves on to the next in the list, trying each router at most once per Send, and
+// returns the last failure if none accepted. An INVALID_ARGUMENT answer is returned at once (any
+// router would refuse that report). Stubs are made once per endpoint and reused.
+// Send is called from one thread at a time (ReportSender's contract).
+class RouterSender : public ReportSender {
+ public:
+  RouterSender(RouterSenderOptions options, StubFactory stubs);
+
+  SendResult Send(std::span<const tally::v1::ReportStateRequest> reports) override;
+
+  // The router the next Send starts with.
+  const std::string& current_router() const { return options_.routers[current_]; }
+
+ private:
+  SendResult SendTo(tally::v1::StateService::StubInterface& stub, const std::string& token,
+                    std::span<const tally::v1::ReportStateRequest> reports);
+
+  // Constant after construction.
+  const RouterSenderOptions options_;
+  const StubFactory stub_factory_;
+
+  // Only touched by the thread calling Send.
+  std::vector<std::unique_ptr<tally::v1::StateService::StubInterface>> stubs_;  // by router index
+  size_t current_ = 0;
+};
+
+}  // namespace tally::agent
+
+#endif  // TALLY_AGENT_REPORTER_ROUTER_SENDER_H_
