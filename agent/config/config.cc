@@ -41,7 +41,7 @@ void SetIfUnset(google::protobuf::Duration* d, bool has, absl::Duration value) {
 // The server's limits on reports (README "Limits on reports"), checked here so a bad config
 // fails at start rather than as refused reports.
 constexpr size_t kMaxAgentId = 128;
-constexpr size_t kMaxObjectKey = 512;
+constexpr size_t kMaxObjectKey = 256;
 constexpr size_t kMaxState = 256;
 constexpr int kMaxAttributes = 32;
 
