@@ -98,12 +98,14 @@ absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(
   auto reader = info->shard->NewReader();
   if (!reader.ok()) return reader.status();
   const size_t limit = static_cast<size_t>(std::max(request.limit(), 1));
-  auto rows = (*reader)->Scan(request.prefix(), request.after(), /*inclusive=*/false, limit);
+  // One row more than asked tells whether more follow, so the last page says it is the last.
+  auto rows = (*reader)->Scan(request.prefix(), request.after(), /*inclusive=*/false, limit + 1);
   if (!rows.ok()) return rows.status();
   internal::v1::ShardScanResponse response;
   response.set_node_id(node_id_);
   response.set_lag(Lag(*info));
-  response.set_more(rows->size() == limit);
+  response.set_more(rows->size() > limit);
+  if (rows->size() > limit) rows->pop_back();
   if (!rows->empty()) response.set_last_key(rows->back().first);
   for (const auto& [key, state] : *rows) {
     if (!HasState(state)) continue;
@@ -114,6 +116,50 @@ absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(
     *response.add_states() = ToObjectState(request.scenario(), key, **object);
   }
   return response;
+}
+
+absl::Status ShardQueries::Snapshot(
+    const internal::v1::ShardSnapshotRequest& request,
+    const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) const {
+  constexpr size_t kChunk = 256;
+  auto info = Acceptable(request.scenario(), request.partition(), /*max_lag=*/0);
+  if (!info.ok()) return info.status();
+  auto reader = info->shard->NewReader();
+  if (!reader.ok()) return reader.status();
+  auto meta = (*reader)->GetMeta();
+  if (!meta.ok()) return meta.status();
+  internal::v1::ShardSnapshotResponse chunk;
+  chunk.set_node_id(node_id_);
+  auto flush = [&](bool done) {
+    chunk.set_done(done);
+    if (done) chunk.set_changes_offset(meta->changes_offset());
+    bool more = emit(chunk);
+    chunk.clear_states();
+    return more;
+  };
+  if (!request.object_key().empty()) {
+    auto object = (*reader)->GetObject(request.object_key());
+    if (!object.ok()) return object.status();
+    if (object->has_value() && HasState((*object)->state)) {
+      *chunk.add_states() = ToObjectState(request.scenario(), request.object_key(), **object);
+    }
+    return flush(true) ? absl::OkStatus() : absl::CancelledError("snapshot reader went away");
+  }
+  std::string after;
+  while (true) {
+    auto rows = (*reader)->Scan(request.prefix(), after, /*inclusive=*/false, kChunk);
+    if (!rows.ok()) return rows.status();
+    for (const auto& [key, state] : *rows) {
+      if (!HasState(state)) continue;
+      auto object = (*reader)->GetObject(key);
+      if (!object.ok()) return object.status();
+      if (object->has_value()) *chunk.add_states() = ToObjectState(request.scenario(), key, **object);
+    }
+    if (rows->size() < kChunk) break;
+    after = rows->back().first;
+    if (!flush(false)) return absl::CancelledError("snapshot reader went away");
+  }
+  return flush(true) ? absl::OkStatus() : absl::CancelledError("snapshot reader went away");
 }
 
 }  // namespace tally::node

@@ -175,6 +175,12 @@ TEST_F(ShardQueriesTest, ScanPagesSkipObjectsWithoutStateAndReportTheLastKey) {
   EXPECT_THAT(keys, ElementsAre("a/3"));
   EXPECT_FALSE(page->more());
   EXPECT_EQ(page->states(0).votes(0).agent_id(), "q");
+  // A page exactly filled by the last key still says it is the last.
+  request.set_limit(1);
+  page = queries_.Scan(request);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->states_size(), 1);
+  EXPECT_FALSE(page->more());
 }
 
 }  // namespace

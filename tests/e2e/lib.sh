@@ -24,9 +24,9 @@ trap e2e_cleanup EXIT
 
 # wait_for DEADLINE_SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
-  local deadline=$((SECONDS + $1)) what="$2"; shift 2
+  local seconds="$1" deadline=$((SECONDS + $1)) what="$2"; shift 2
   until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "timed out after $1 s waiting for $what"
+    ((SECONDS < deadline)) || fail "timed out after $seconds s waiting for $what"
     sleep 0.1
   done
 }
