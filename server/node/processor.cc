@@ -63,12 +63,14 @@ class Processor::Session {
     std::shared_ptr<storage::Shard> shard;
     records::v1::ShardMeta meta;
     int64_t delivered_changelog_offset = -1;  // written by the delivery callback
+    int64_t delivered_changes_offset = -1;    // written by the delivery callback
   };
   // A task's work within one transaction.
   struct Pending {
     std::unique_ptr<storage::WriteBatch> batch;
     absl::flat_hash_set<std::string> dirty;  // objects whose changelog record is due
     int64_t next_source_offset = -1;         // -1: no record consumed
+    bool has_events = false;                 // change events were produced
   };
 
   absl::Status Init();
@@ -83,6 +85,10 @@ class Processor::Session {
   absl::Status EndTransaction(absl::Status status);
   // The reports partition's end offset as the consumer last saw it; -1 if unknown.
   int64_t EndOffset(const Task& task) const;
+  // Next changes-topic offset of the task's partition after what was delivered so far.
+  static int64_t ChangesOffset(const Task& task) {
+    return std::max(task.meta.changes_offset(), task.delivered_changes_offset + 1);
+  }
   // Tells the registry every task's applied and end offsets (lag for routers and DescribeCluster).
   void PublishProgress();
 
@@ -320,6 +326,15 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     }
   }
 
+  // The change events' offsets go into the changelog records (ObjectRecord.changes_offset), so
+  // wait for their delivery first. Batches without events skip the wait.
+  for (auto& [task, p] : pending) {
+    if (p.has_events) {
+      rd_kafka_flush(producer_.get(), 30000);
+      if (!delivery_error_.ok()) return EndTransaction(delivery_error_);
+      break;
+    }
+  }
   // One changelog record per changed object, carrying its final data in this batch: a restore
   // then replays one record per object, and repeated reports of one object within a batch cost
   // one Kafka write.
@@ -335,6 +350,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
         for (const records::v1::Vote& v : (*data)->votes) *record.add_votes() = v;
         record.set_source_offset(p.next_source_offset >= 0 ? p.next_source_offset
                                                            : task->meta.source_offset());
+        record.set_changes_offset(ChangesOffset(*task));
         record.SerializeToString(&value);
       }
       if (absl::Status s =
@@ -376,6 +392,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     if (task->delivered_changelog_offset >= meta.changelog_offset()) {
       meta.set_changelog_offset(task->delivered_changelog_offset + 1);
     }
+    meta.set_changes_offset(ChangesOffset(*task));
     p.batch->SetMeta(meta);
     if (absl::Status s = p.batch->Commit(); !s.ok()) {
       // Kafka has the batch, the shard does not: the next session restores it from the changelog.
@@ -410,11 +427,12 @@ absl::Status Processor::Session::ApplyUpdate(Task& task, Pending& pending, const
                                              processor::ObjectUpdate update) {
   if (update.event.has_value()) {
     std::string value = update.event->SerializeAsString();
-    if (absl::Status s =
-            Produce(task.scenario->changes.get(), task.partition, key, &value, nullptr);
+    if (absl::Status s = Produce(task.scenario->changes.get(), task.partition, key, &value,
+                                 &task.delivered_changes_offset);
         !s.ok()) {
       return s;
     }
+    pending.has_events = true;
   }
   if (!update.changed) return absl::OkStatus();
   if (update.deleted) {
@@ -568,6 +586,7 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   task.shard = shared;
   task.meta = *meta;
   task.delivered_changelog_offset = -1;
+  task.delivered_changes_offset = -1;
   registry_.SetProgress(name, partition, meta->source_offset(), -1);
   registry_.SetRole(name, partition, ShardRole::kActive);
   log::Info("partition assigned", {{"scenario", name},

@@ -12,6 +12,7 @@
 //
 // Thread safety: safe for concurrent use from any thread (gRPC threads).
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,13 @@ class ShardQueries {
                                                      absl::Time deadline) const;
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request) const;
+
+  // Streams the snapshot in chunks to `emit` (which returns false to stop early: CANCELLED), the
+  // last one with done = true and changes_offset. Active copies only. The snapshot holds one
+  // LMDB read transaction while it streams.
+  absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request,
+                        const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit)
+      const;
 
   const std::string& node_id() const { return node_id_; }
 

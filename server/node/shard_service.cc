@@ -27,4 +27,12 @@ grpc::Status ShardService::Scan(grpc::ServerContext*, const internal::v1::ShardS
   return grpc::Status::OK;
 }
 
+grpc::Status ShardService::Snapshot(
+    grpc::ServerContext* context, const internal::v1::ShardSnapshotRequest* request,
+    grpc::ServerWriter<internal::v1::ShardSnapshotResponse>* writer) {
+  return ToGrpcStatus(queries_.Snapshot(*request, [&](const internal::v1::ShardSnapshotResponse& r) {
+    return !context->IsCancelled() && writer->Write(r);
+  }));
+}
+
 }  // namespace tally::node

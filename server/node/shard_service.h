@@ -21,6 +21,9 @@ class ShardService final : public internal::v1::ShardService::Service {
                    internal::v1::ShardGetResponse* response) override;
   grpc::Status Scan(grpc::ServerContext* context, const internal::v1::ShardScanRequest* request,
                     internal::v1::ShardScanResponse* response) override;
+  grpc::Status Snapshot(grpc::ServerContext* context,
+                        const internal::v1::ShardSnapshotRequest* request,
+                        grpc::ServerWriter<internal::v1::ShardSnapshotResponse>* writer) override;
 
  private:
   const ShardQueries& queries_;

@@ -37,6 +37,10 @@ class NoClient final : public ShardClient {
                                                        absl::Time) override {
     return absl::UnimplementedError("not in this test");
   }
+  absl::Status Snapshot(const internal::v1::ShardSnapshotRequest&, absl::Time,
+                        const SnapshotEmit&) override {
+    return absl::UnimplementedError("not in this test");
+  }
 };
 
 class RoutingTableTest : public ::testing::Test {

@@ -32,6 +32,27 @@ class GrpcShardClient final : public ShardClient {
     return response;
   }
 
+  absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request, absl::Time deadline,
+                        const SnapshotEmit& emit) override {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    std::unique_ptr<grpc::ClientReader<internal::v1::ShardSnapshotResponse>> reader =
+        stub_->Snapshot(&context, request);
+    internal::v1::ShardSnapshotResponse chunk;
+    bool done = false;
+    while (reader->Read(&chunk)) {
+      done = chunk.done();
+      if (!emit(chunk)) {
+        context.TryCancel();
+        break;
+      }
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok() && !done) return Annotate(status);
+    if (!done) return absl::UnavailableError(absl::StrCat("node at ", endpoint_, ": snapshot cut short"));
+    return absl::OkStatus();
+  }
+
  private:
   absl::Status Annotate(const grpc::Status& status) {
     absl::Status s = FromGrpcStatus(status);
@@ -57,6 +78,10 @@ class LocalShardClient final : public ShardClient {
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request, absl::Time) override {
     return queries_.Scan(request);
+  }
+  absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request, absl::Time,
+                        const SnapshotEmit& emit) override {
+    return queries_.Snapshot(request, emit);
   }
 
  private:

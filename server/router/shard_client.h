@@ -5,6 +5,7 @@
 // directly through ShardQueries when the node runs in the router's own process. Errors keep the
 // node's codes (ABORTED: not the owner; UNAVAILABLE: restoring or unreachable). Thread-safe.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,10 @@ class ShardClient {
       const internal::v1::ShardGetRequest& request, absl::Time deadline) = 0;
   virtual absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request, absl::Time deadline) = 0;
+  // Streams a consistent snapshot of the partition to `emit`, chunk by chunk (see ShardService).
+  using SnapshotEmit = std::function<bool(const internal::v1::ShardSnapshotResponse&)>;
+  virtual absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request,
+                                absl::Time deadline, const SnapshotEmit& emit) = 0;
 };
 
 // Over a gRPC channel to `endpoint` (plaintext; one channel per node, reused by every call).
