@@ -222,13 +222,18 @@ absl::StatusOr<std::unique_ptr<ShardImpl>> ShardImpl::Create(const std::string& 
     map_size = options.initial_map_size;
   }
   std::move(close_env).Cancel();
-  std::unique_ptr<ShardImpl> shard(new ShardImpl(dir, std::move(*claim), env, map_size));
+  std::unique_ptr<ShardImpl> shard(
+      new ShardImpl(dir, std::move(*claim), env, map_size, options.no_sync));
   if (absl::Status status = shard->Init(); !status.ok()) return status;
   return shard;
 }
 
-ShardImpl::ShardImpl(std::string dir, DirClaim claim, MDB_env* env, uint64_t map_size)
-    : dir_(std::move(dir)), claim_(std::move(claim)), env_(env), map_size_(map_size) {
+ShardImpl::ShardImpl(std::string dir, DirClaim claim, MDB_env* env, uint64_t map_size, bool no_sync)
+    : dir_(std::move(dir)),
+      claim_(std::move(claim)),
+      env_(env),
+      no_sync_(no_sync),
+      map_size_(map_size) {
   dbs_.dir = dir_;
 }
 
@@ -272,12 +277,19 @@ absl::Status ShardImpl::Init() {
   });
 }
 
-absl::Status ShardImpl::Write(absl::FunctionRef<absl::Status(WriteTxn&)> apply) {
+absl::Status ShardImpl::Write(absl::FunctionRef<absl::Status(WriteTxn&)> apply, bool sync) {
+  // LMDB has no per-transaction sync flag, but MDB_NOSYNC may be switched at any time, and only
+  // the one writer (us) looks at it when committing.
+  const bool switch_sync = !sync && !no_sync_;
   for (;;) {
     WriteTxn txn(dbs_);
     absl::Status status = txn.Begin(env_);
     if (status.ok()) status = apply(txn);
-    if (status.ok()) status = txn.Commit();
+    if (status.ok()) {
+      if (switch_sync) mdb_env_set_flags(env_, MDB_NOSYNC, 1);
+      status = txn.Commit();
+      if (switch_sync) mdb_env_set_flags(env_, MDB_NOSYNC, 0);
+    }
     if (status.ok() || txn.rc() != MDB_MAP_FULL) return status;
     // mdb_env_set_mapsize needs every transaction of the process ended, ours included.
     txn.Abort();

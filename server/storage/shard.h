@@ -127,6 +127,12 @@ class WriteBatch {
   virtual absl::StatusOr<records::v1::ShardMeta> GetMeta() = 0;
   // Number of pending object writes.
   virtual size_t size() const = 0;
+  // Makes Commit() leave this batch's flush to disk to the OS (no fsync), for bulk loads such as
+  // a restore, which then call Shard::Sync() once at the end: a flush per commit costs more than
+  // the commit. Until that Sync a system crash (not a process crash) may lose such commits, or,
+  // on a file system that reorders writes, damage the shard (reads then fail with DATA_LOSS:
+  // rebuild it from the changelog). A commit with sync flushes the earlier ones too.
+  virtual void SkipSync() = 0;
   // Applies everything in one LMDB transaction. On MDB_MAP_FULL grows the map (waiting for
   // readers to finish) and retries. Returns a non-OK status only for I/O errors and for keys that
   // break the rules at the top of this file; the shard is then unchanged. Either way the batch is

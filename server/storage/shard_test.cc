@@ -1034,5 +1034,23 @@ TEST_F(ShardTest, SyncSucceedsAfterUnsyncedWrites) {
   ASSERT_OK(shard->Sync());
 }
 
+TEST_F(ShardTest, CommitsThatSkipSyncAreKeptAfterSyncAndReopen) {
+  {
+    ShardOptions options;  // Synced commits, as the processor opens shards.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open(options));
+    for (int b = 0; b < 3; ++b) {
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+      if (b < 2) batch->SkipSync();  // The last one syncs as usual.
+      batch->PutObject(absl::StrCat("o", b), MakeObject("x", {MakeVote("a", "x", 10 + b)}));
+      ASSERT_OK(batch->Commit());
+    }
+    EXPECT_EQ(Count(*shard), 3u);
+    ASSERT_OK(shard->Sync());
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  EXPECT_EQ(Count(*shard), 3u);
+  EXPECT_THAT(Expired(*shard, 12), ElementsAre("o0", "o1", "o2"));
+}
+
 }  // namespace
 }  // namespace tally::storage

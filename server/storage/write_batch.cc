@@ -310,6 +310,8 @@ class WriteBatchImpl final : public WriteBatch {
 
   size_t size() const override { return pending_.size(); }
 
+  void SkipSync() override { sync_ = false; }
+
   absl::Status Commit() override;
 
  private:
@@ -347,6 +349,7 @@ class WriteBatchImpl final : public WriteBatch {
   MDB_txn* snapshot_ = nullptr;
   // Commit() was called; the shard's one batch slot is free again.
   bool committed_ = false;
+  bool sync_ = true;  // See SkipSync().
   Arena arena_;
   // The pending object writes, one per key, in the order of their first write, and their index
   // by key (a view into the arena).
@@ -408,7 +411,7 @@ absl::Status WriteBatchImpl::Commit() {
       return a.object->key < b.object->key;
     });
     std::vector<ExpiryPut> expiry_puts;
-    status = shard_->Write([&](WriteTxn& txn) { return Apply(txn, objects, expiry_puts); });
+    status = shard_->Write([&](WriteTxn& txn) { return Apply(txn, objects, expiry_puts); }, sync_);
   }
   // Free the slot only now: the next batch's snapshot must not be taken before this commit.
   shard_->BatchClosed();

@@ -102,14 +102,15 @@ class ShardImpl final : public Shard {
   // MDB_MAP_FULL, aborts, doubles the map (once no reader is active) and runs `apply` again, so
   // `apply` must leave its inputs as it found them. The calling thread must hold no read
   // transaction of this shard. Only one thread may call it at a time (the open batch's, or Open).
-  absl::Status Write(absl::FunctionRef<absl::Status(WriteTxn&)> apply);
+  // With `sync` false the commit skips its fsync (see WriteBatch::SkipSync).
+  absl::Status Write(absl::FunctionRef<absl::Status(WriteTxn&)> apply, bool sync = true);
 
   // Called by the open WriteBatch when its Commit() returns or it is destroyed, whichever is
   // first.
   void BatchClosed();
 
  private:
-  ShardImpl(std::string dir, DirClaim claim, MDB_env* env, uint64_t map_size);
+  ShardImpl(std::string dir, DirClaim claim, MDB_env* env, uint64_t map_size, bool no_sync);
 
   // Creates the databases and the meta record, or checks the existing meta's schema version.
   absl::Status Init();
@@ -126,7 +127,8 @@ class ShardImpl final : public Shard {
   const std::string dir_;
   const DirClaim claim_;
   MDB_env* const env_;
-  ShardDbs dbs_;  // Set by Init(), before the shard is returned to anyone.
+  const bool no_sync_;  // Opened with MDB_NOSYNC.
+  ShardDbs dbs_;        // Set by Init(), before the shard is returned to anyone.
 
   // The resize gate: a shared lock in the form of a count, active_reads_, which every read
   // transaction holds from BeginRead to EndRead and Grow() waits to drain. A count rather than a
