@@ -8,6 +8,10 @@
 // ahead of its changelog, so replaying from the checkpoint is always safe: records are whole
 // objects and applying one twice changes nothing.
 //
+// Records go into the shard as the changelog holds them (WriteBatch::PutObjectBytes: no parse),
+// in transactions that skip their fsync, with one Shard::Sync() at the end. Fetching and writing
+// overlap: a second thread polls Kafka while the calling thread writes the shard.
+//
 // Thread-compatible: one Restore() at a time per restorer.
 
 #include <cstdint>
@@ -21,9 +25,9 @@
 namespace tally::node {
 
 struct RestoreStats {
-  int64_t records = 0;        // changelog records applied
-  int64_t start_offset = 0;   // checkpoint before
-  int64_t end_offset = 0;     // checkpoint after
+  int64_t records = 0;       // changelog records applied
+  int64_t start_offset = 0;  // checkpoint before
+  int64_t end_offset = 0;    // checkpoint after
   absl::Duration elapsed;
 };
 
@@ -35,6 +39,9 @@ class ChangelogRestorer {
   // Restores `shard` from `topic`/`partition`. Logs progress (records, records/s, ETA) about
   // every 2 s. UNAVAILABLE if Kafka stops answering for `stall_timeout`; the shard then keeps
   // what was restored so far (a consistent prefix) and a later call continues from there.
+  // DATA_LOSS if a record is not an ObjectRecord (the topic is not a Tally changelog of this
+  // version); the shard then keeps the records before it. Synced to disk before it returns,
+  // whether it succeeds or not.
   absl::StatusOr<RestoreStats> Restore(storage::Shard& shard, const std::string& topic,
                                        int32_t partition,
                                        absl::Duration stall_timeout = absl::Seconds(60));
