@@ -288,4 +288,55 @@ v1::DescribeClusterResponse Router::Describe() const {
   return response;
 }
 
+absl::StatusOr<int32_t> Router::CheckWatch(const v1::WatchStateRequest& request) const {
+  auto scenario = FindScenario(request.scenario());
+  if (!scenario.ok()) return scenario.status();
+  if (!request.object_key().empty()) {
+    if (!request.prefix().empty()) {
+      return absl::InvalidArgumentError(
+          "object_key: give object_key (one object) or prefix (many), not both");
+    }
+    if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return s;
+  }
+  if (request.prefix().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("prefix: must not contain NUL");
+  }
+  if (request.send_initial() && !request.resume_token().empty()) {
+    return absl::InvalidArgumentError(
+        "send_initial: cannot be combined with resume_token (a resumed watch continues where it "
+        "was; list again with send_initial and no token)");
+  }
+  return (*scenario)->config->partitions();
+}
+
+absl::StatusOr<int64_t> Router::Snapshot(
+    const internal::v1::ShardSnapshotRequest& request, absl::Time deadline,
+    const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) const {
+  // A retry after a partial snapshot must not repeat states: the caller sees each chunk once,
+  // so only a snapshot that failed before its first chunk is retried.
+  bool emitted = false;
+  int64_t changes_offset = -1;
+  auto status =
+      Route<bool>(request.scenario(), request.partition(), /*max_lag=*/0, deadline,
+                  [&](ShardClient& client) -> absl::StatusOr<bool> {
+                    absl::Status s = client.Snapshot(
+                        request, deadline, [&](const internal::v1::ShardSnapshotResponse& chunk) {
+                          emitted = true;
+                          if (chunk.done()) changes_offset = chunk.changes_offset();
+                          return emit(chunk);
+                        });
+                    // Not retryable once part of it went out (CANCELLED is not retried by Route).
+                    if (!s.ok() && emitted) return absl::CancelledError(s.message());
+                    if (!s.ok()) return s;
+                    return true;
+                  });
+  if (!status.ok() && emitted) {
+    return absl::UnavailableError(absl::StrCat("the snapshot of partition ", request.partition(),
+                                               " was interrupted (", status.status().message(),
+                                               "); watch again"));
+  }
+  if (!status.ok()) return status.status();
+  return changes_offset;
+}
+
 }  // namespace tally::router

@@ -48,6 +48,14 @@ class Router {
                                              absl::Time deadline) const;
   v1::DescribeClusterResponse Describe() const;
 
+  // Checks a WatchState request (all but its resume token); the scenario's partition count.
+  absl::StatusOr<int32_t> CheckWatch(const v1::WatchStateRequest& request) const;
+  // Streams a consistent snapshot of one partition from its active node (retrying on a fresh
+  // routing table until `deadline`); its changes offset.
+  absl::StatusOr<int64_t> Snapshot(
+      const internal::v1::ShardSnapshotRequest& request, absl::Time deadline,
+      const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) const;
+
   // The partition of an object in a scenario; NOT_FOUND for an unknown scenario.
   absl::StatusOr<int32_t> PartitionOf(const std::string& scenario,
                                       const std::string& object_key) const;

@@ -200,6 +200,29 @@ grpc::Status StateService::ListState(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
+    grpc::CallbackServerContext* context, const v1::WatchStateRequest* request) {
+  auto partitions = router_.CheckWatch(*request);
+  if (!partitions.ok()) {
+    class Refused final : public grpc::ServerWriteReactor<v1::WatchStateResponse> {
+     public:
+      explicit Refused(grpc::Status status) { Finish(std::move(status)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(ToGrpcStatus(partitions.status()));
+  }
+  const absl::Duration snapshot_timeout = std::max(default_deadline_, absl::Seconds(60));
+  const Router& router = router_;
+  return watch::NewWatchStream(
+      context, *request, *partitions, feed_,
+      [&router, snapshot_timeout](
+          const internal::v1::ShardSnapshotRequest& snapshot,
+          const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) {
+        return router.Snapshot(snapshot, absl::Now() + snapshot_timeout, emit);
+      },
+      watch_options_);
+}
+
 grpc::Status AdminService::SetState(grpc::ServerContext* context,
                                     const v1::SetStateRequest* request,
                                     v1::SetStateResponse* response) {
@@ -221,6 +244,13 @@ grpc::Status AdminService::PurgeState(grpc::ServerContext* context,
 grpc::Status AdminService::DescribeCluster(grpc::ServerContext*, const v1::DescribeClusterRequest*,
                                            v1::DescribeClusterResponse* response) {
   *response = router_.Describe();
+  if (feed_ != nullptr) {
+    watch::FeedStats stats = feed_->Stats();
+    v1::WatchInfo* info = response->mutable_watch();
+    info->set_watchers(stats.watchers);
+    info->set_queued_events(stats.queued_events);
+    info->set_max_queued_events(stats.max_queued_events);
+  }
   return grpc::Status::OK;
 }
 

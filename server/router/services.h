@@ -8,17 +8,24 @@
 
 #include "absl/time/time.h"
 #include "server/router/router.h"
+#include "server/watch/change_feed.h"
+#include "server/watch/watch_stream.h"
 #include "tally/v1/state.grpc.pb.h"
 
 namespace tally::router {
 
 class StateService final
     : public v1::StateService::WithCallbackMethod_ReportState<
-          v1::StateService::WithCallbackMethod_ReportStates<v1::StateService::Service>> {
+          v1::StateService::WithCallbackMethod_ReportStates<
+              v1::StateService::WithCallbackMethod_WatchState<v1::StateService::Service>>> {
  public:
-  // `router` must outlive the service.
-  StateService(Router& router, absl::Duration default_deadline)
-      : router_(router), default_deadline_(default_deadline) {}
+  // `router` and `feed` must outlive the service.
+  StateService(Router& router, watch::ChangeFeed& feed, absl::Duration default_deadline,
+               watch::WatchOptions watch_options = {})
+      : router_(router),
+        feed_(feed),
+        default_deadline_(default_deadline),
+        watch_options_(watch_options) {}
 
   grpc::ServerUnaryReactor* ReportState(grpc::CallbackServerContext* context,
                                         const v1::ReportStateRequest* request,
@@ -29,16 +36,21 @@ class StateService final
                         v1::GetStateResponse* response) override;
   grpc::Status ListState(grpc::ServerContext* context, const v1::ListStateRequest* request,
                          v1::ListStateResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchStateResponse>* WatchState(
+      grpc::CallbackServerContext* context, const v1::WatchStateRequest* request) override;
 
  private:
   Router& router_;
+  watch::ChangeFeed& feed_;
   const absl::Duration default_deadline_;
+  const watch::WatchOptions watch_options_;
 };
 
 class AdminService final : public v1::AdminService::Service {
  public:
-  AdminService(Router& router, absl::Duration default_deadline)
-      : router_(router), default_deadline_(default_deadline) {}
+  // `feed` may be null (no watch statistics).
+  AdminService(Router& router, const watch::ChangeFeed* feed, absl::Duration default_deadline)
+      : router_(router), feed_(feed), default_deadline_(default_deadline) {}
 
   grpc::Status SetState(grpc::ServerContext* context, const v1::SetStateRequest* request,
                         v1::SetStateResponse* response) override;
@@ -50,6 +62,7 @@ class AdminService final : public v1::AdminService::Service {
 
  private:
   Router& router_;
+  const watch::ChangeFeed* feed_;
   const absl::Duration default_deadline_;
 };
 

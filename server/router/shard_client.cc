@@ -49,7 +49,8 @@ class GrpcShardClient final : public ShardClient {
     }
     grpc::Status status = reader->Finish();
     if (!status.ok() && !done) return Annotate(status);
-    if (!done) return absl::UnavailableError(absl::StrCat("node at ", endpoint_, ": snapshot cut short"));
+    if (!done)
+      return absl::UnavailableError(absl::StrCat("node at ", endpoint_, ": snapshot cut short"));
     return absl::OkStatus();
   }
 

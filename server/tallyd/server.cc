@@ -68,8 +68,10 @@ absl::Status Server::Start() {
           return router::NewGrpcShardClient(endpoint);
         });
     router_ = std::make_unique<router::Router>(config_, *sink_, *view_);
-    state_service_ = std::make_unique<router::StateService>(*router_, default_deadline);
-    admin_service_ = std::make_unique<router::AdminService>(*router_, default_deadline);
+    feed_ = std::make_unique<watch::ChangeFeed>(config_);
+    state_service_ = std::make_unique<router::StateService>(*router_, *feed_, default_deadline);
+    admin_service_ =
+        std::make_unique<router::AdminService>(*router_, feed_.get(), default_deadline);
     builder.RegisterService(state_service_.get());
     builder.RegisterService(admin_service_.get());
   }
@@ -102,6 +104,10 @@ absl::Status Server::Start() {
       Stop();
       return s;
     }
+    if (absl::Status s = feed_->Start(absl::Now() + kRouterReadyTimeout); !s.ok()) {
+      Stop();
+      return s;
+    }
   }
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   log::Info("serving", {{"address", address_},
@@ -119,9 +125,11 @@ void Server::Stop() {
     grpc_server_.reset();
   }
   if (view_ != nullptr) view_->Stop();
+  if (feed_ != nullptr) feed_->Stop();
   admin_service_.reset();
   state_service_.reset();
   router_.reset();
+  feed_.reset();
   view_.reset();
   sink_.reset();  // flushes pending writes
   node_.reset();  // announces the departure, stops the processor and closes the shards

@@ -17,6 +17,7 @@
 #include "server/router/report_sink.h"
 #include "server/router/router.h"
 #include "server/router/services.h"
+#include "server/watch/change_feed.h"
 #include "tally/config/v1/config.pb.h"
 
 namespace tally {
@@ -49,6 +50,7 @@ class Server {
   // Router role (null unless router.enabled).
   std::unique_ptr<router::KafkaReportSink> sink_;
   std::unique_ptr<router::MembershipView> view_;
+  std::unique_ptr<watch::ChangeFeed> feed_;
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<router::StateService> state_service_;
   std::unique_ptr<router::AdminService> admin_service_;

@@ -1,0 +1,53 @@
+#ifndef TALLY_SERVER_WATCH_WATCH_STREAM_H_
+#define TALLY_SERVER_WATCH_WATCH_STREAM_H_
+
+// WatchStream serves one WatchState call (gRPC callback API): it subscribes to the router's
+// ChangeFeed, first streams what comes before the live tail — the snapshot of send_initial, or
+// the backlog after a resume token — from a thread of its own, then the live events, each with
+// the resume token of the position after it. Idle streams get a Progress message about every
+// second. Every response carries the resume token of the position after it, except the
+// `initial` messages of a snapshot: a client that loses the stream before snapshot_done lists
+// again.
+//
+// Guarantees: per partition, events are delivered in offset order, each at most once, with no
+// gap: resuming from any token a response carried continues exactly after it. With send_initial,
+// the snapshot of each partition is one consistent LMDB snapshot taken at a known changes offset;
+// the events streamed after it are exactly those after that offset (etcd's list-then-watch).
+//
+// A watcher that does not keep up — more than `max_queued` live events waiting — is ended with
+// RESOURCE_EXHAUSTED; the status message and the trailing metadata "tally-resume-token" carry the
+// token of the last event it received. A resume token older than the topic's retention ends
+// with OUT_OF_RANGE (list again with send_initial).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "server/watch/change_feed.h"
+#include "tally/internal/v1/shard.pb.h"
+#include "tally/v1/state.pb.h"
+
+namespace tally::watch {
+
+struct WatchOptions {
+  size_t max_queued = 10000;
+};
+
+// Streams one partition's snapshot (through the routing to its active node) to `emit`; returns
+// its changes offset.
+using SnapshotFn = std::function<absl::StatusOr<int64_t>(
+    const internal::v1::ShardSnapshotRequest& request,
+    const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit)>;
+
+// The reactor for one call; deletes itself when the call is done. `feed` and `snapshot` must
+// outlive every stream. `partitions` is the scenario's partition count; the request has been
+// checked by the caller except for its resume token.
+grpc::ServerWriteReactor<v1::WatchStateResponse>* NewWatchStream(
+    grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
+    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options);
+
+}  // namespace tally::watch
+
+#endif  // TALLY_SERVER_WATCH_WATCH_STREAM_H_
