@@ -1,0 +1,516 @@
+// tally::Client and the tallyctl binary against a real cluster: two tallyd processes with the node
+// and router roles and one with the router role only, on the real Kafka broker. One cluster
+// serves every test of the suite (each test uses its own keys), because starting one costs
+// seconds.
+//
+// Not covered here: WatchState (the router does not serve it yet); Client::Watch's resume logic
+// is tested against fake routers in client_unit_test.cc.
+
+#include "client/client.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "server/kafka/partitioner.h"
+#include "tests/integration/node_harness.h"
+#include "tests/testing/kafka_bootstrap.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/unique_name.h"
+#include "tests/testing/wait.h"
+
+namespace tally {
+namespace {
+
+using test::TallydProcess;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr int kPartitions = 6;
+constexpr char kScenario[] = "demo";
+
+// An address where nothing listens: a port the kernel handed out and that was closed again.
+std::string DeadAddress() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+}
+
+struct Cluster {
+  test::TempDir dir;
+  std::string app;
+  std::map<std::string, std::unique_ptr<TallydProcess>> processes;  // n1, n2: nodes; r1: router
+  std::vector<std::string> routers;                                 // n1's and n2's addresses
+
+  std::string WriteConfig(const std::string& name, bool node) {
+    std::string path = absl::StrCat(dir.path(), "/", name, ".textproto");
+    std::ofstream out(path);
+    out << "app_id: \"" << app << "\"\n"
+        << "kafka { bootstrap_servers: \"" << test::KafkaBootstrapOrDie() << "\" }\n"
+        << "scenarios { name: \"" << kScenario << "\" partitions: " << kPartitions
+        << " reducer { majority {} } }\n"
+        << "node { enabled: " << (node ? "true" : "false")
+        << " data_dir: \"unused\" node_id: \"unused\" "
+        << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
+        << "router { enabled: true }\n"
+        << "server { listen_address: \"127.0.0.1:0\" }\n";
+    return path;
+  }
+
+  absl::Status Start(const std::string& id, const std::string& config) {
+    auto process = std::make_unique<TallydProcess>(config, id, absl::StrCat(dir.path(), "/", id),
+                                                   absl::StrCat(dir.path(), "/", id, ".log"));
+    if (absl::Status s = process->Start(); !s.ok()) return s;
+    processes[id] = std::move(process);
+    return absl::OkStatus();
+  }
+};
+
+Cluster* cluster = nullptr;
+
+class ClusterEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    delete cluster;
+    cluster = nullptr;
+  }
+};
+const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new ClusterEnvironment);
+
+class ClientClusterTest : public ::testing::Test {
+ protected:
+  // Starts the cluster for the first test of the binary; it serves every later one and stops
+  // when the binary ends (ClusterEnvironment).
+  static void SetUpTestSuite() {
+    if (cluster != nullptr) return;
+    cluster = new Cluster;
+    cluster->app = test::UniqueName("client");
+    const std::string node_config = cluster->WriteConfig("node", true);
+    for (const std::string id : {"n1", "n2"}) {
+      absl::Status s = cluster->Start(id, node_config);
+      ASSERT_TRUE(s.ok()) << s;
+      cluster->routers.push_back(cluster->processes[id]->address());
+    }
+    // Settled once both nodes own a share and every partition is active.
+    auto client = Client::Create(cluster->routers);
+    ASSERT_TRUE(client.ok());
+    bool settled = test::WaitFor(
+        [&] {
+          auto described = (*client)->Describe();
+          if (!described.ok()) return false;
+          std::set<std::string> owners;
+          int active = 0;
+          for (const v1::PartitionInfo& p : described->partitions()) {
+            active += p.status() == v1::ACTIVE ? 1 : 0;
+            owners.insert(p.active_node());
+          }
+          return active == kPartitions && owners.count("n1") && owners.count("n2");
+        },
+        absl::Seconds(90));
+    ASSERT_TRUE(settled) << "partitions not all active";
+  }
+
+  void TearDown() override {
+    if (!HasFailure()) return;
+    for (const auto& [id, process] : cluster->processes) {
+      std::string log = process->Log();
+      std::cout << "---- log of " << id << " (last 3000 bytes) ----\n"
+                << log.substr(log.size() > 3000 ? log.size() - 3000 : 0) << std::endl;
+    }
+  }
+
+  // A client of n1 and n2 whose backoff waits are recorded, not slept.
+  std::unique_ptr<Client> MakeClient(std::vector<std::string> routers = {}) {
+    if (routers.empty()) routers = cluster->routers;
+    ClientOptions options;
+    options.default_timeout = absl::Seconds(30);
+    options.sleep = [this](absl::Duration d) { sleeps_.push_back(d); };
+    auto client = Client::Create(std::move(routers), std::move(options));
+    EXPECT_TRUE(client.ok()) << client.status();
+    return *std::move(client);
+  }
+
+  // A key no other test uses.
+  std::string Key(const std::string& name) {
+    return absl::StrCat(::testing::UnitTest::GetInstance()->current_test_info()->name(), "/", name);
+  }
+
+  std::vector<absl::Duration> sleeps_;
+};
+
+TEST_F(ClientClusterTest, ReportThenGetWithItsTokenReadsTheWriteOnEveryPartition) {
+  auto client = MakeClient();
+  std::set<std::string> served_by;
+  for (int i = 0; i < 24; ++i) {
+    const std::string key = Key(absl::StrCat("site-", i));
+    absl::StatusOr<std::string> first = client->Report(kScenario, key, "a1", "attack");
+    ASSERT_TRUE(first.ok()) << first.status();
+    absl::StatusOr<std::string> token = client->Report(kScenario, key, "a2", "attack");
+    ASSERT_TRUE(token.ok()) << token.status();
+    EXPECT_THAT(*token, StartsWith("w1."));
+    absl::StatusOr<v1::GetStateResponse> got = client->Get(kScenario, key, {.min_token = *token});
+    ASSERT_TRUE(got.ok()) << key << ": " << got.status();
+    EXPECT_EQ(got->state().object_key(), key);
+    EXPECT_EQ(got->state().state(), "attack");
+    EXPECT_EQ(got->state().votes_size(), 2);
+    served_by.insert(got->served_by());
+  }
+  // Both nodes answered: reads went through a router to the partition's owner.
+  EXPECT_EQ(served_by, (std::set<std::string>{"n1", "n2"}));
+  EXPECT_TRUE(sleeps_.empty());
+}
+
+TEST_F(ClientClusterTest, RouterAnswersComeBackWithTheirCodesUnretried) {
+  auto client = MakeClient();
+  absl::StatusOr<v1::GetStateResponse> got = client->Get(kScenario, Key("never"));
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(got.status().message(), HasSubstr("has no state"));
+  got = client->Get("no-such-scenario", "k");
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<std::string> token = client->Report(kScenario, "", "a1", "s");
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(token.status().message(), HasSubstr("object_key: must not be empty"));
+  EXPECT_TRUE(sleeps_.empty());
+}
+
+TEST_F(ClientClusterTest, ListWalksEveryPageInKeyOrder) {
+  auto client = MakeClient();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 23; ++i) {
+    const std::string key = Key(absl::StrCat("obj-", 100 + i));
+    absl::StatusOr<std::string> token = client->Report(kScenario, key, "a1", "ok");
+    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_TRUE(client->Get(kScenario, key, {.min_token = *token}).ok());
+    keys.push_back(key);
+  }
+  StateList list = client->List(kScenario, Key("obj-"), {.page_size = 4});
+  std::vector<std::string> listed;
+  for (const v1::ObjectState& state : list) listed.push_back(state.object_key());
+  ASSERT_TRUE(list.status().ok()) << list.status();
+  EXPECT_EQ(listed, keys);
+  EXPECT_GE(list.pages_fetched(), 6);
+  EXPECT_EQ(list.next_page_token(), "");
+
+  StateList none = client->List(kScenario, Key("nothing/"));
+  EXPECT_TRUE(none.begin() == none.end());
+  EXPECT_TRUE(none.status().ok());
+  StateList unknown = client->List("no-such-scenario");
+  EXPECT_TRUE(unknown.begin() == unknown.end());
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ClientClusterTest, SetPinsUntilUnpinnedAndPurgeRemoves) {
+  auto client = MakeClient();
+  const std::string key = Key("site");
+  ASSERT_TRUE(client->Report(kScenario, key, "a1", "ok").ok());
+  v1::SetStateRequest set;
+  set.set_scenario(kScenario);
+  set.set_object_key(key);
+  set.set_state("attack");
+  set.set_pin(true);
+  set.set_reason("incident 7");
+  absl::StatusOr<std::string> token = client->Set(set);
+  ASSERT_TRUE(token.ok()) << token.status();
+  absl::StatusOr<v1::GetStateResponse> got = client->Get(kScenario, key, {.min_token = *token});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state().state(), "attack");
+  EXPECT_TRUE(got->state().pinned());
+
+  set.clear_state();
+  set.set_pin(false);
+  token = client->Set(set);
+  ASSERT_TRUE(token.ok()) << token.status();
+  got = client->Get(kScenario, key, {.min_token = *token});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state().state(), "ok");
+  EXPECT_FALSE(got->state().pinned());
+
+  token = client->Purge(kScenario, key, "cleanup");
+  ASSERT_TRUE(token.ok()) << token.status();
+  got = client->Get(kScenario, key, {.min_token = *token});
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ClientClusterTest, DescribeShowsTheNodesAndEveryPartitionActive) {
+  auto client = MakeClient();
+  absl::StatusOr<v1::DescribeClusterResponse> described = client->Describe();
+  ASSERT_TRUE(described.ok()) << described.status();
+  std::set<std::string> nodes;
+  for (const v1::NodeInfo& n : described->nodes()) {
+    if (n.alive()) nodes.insert(n.id());
+  }
+  EXPECT_TRUE(nodes.count("n1") && nodes.count("n2"));
+  ASSERT_EQ(described->partitions_size(), kPartitions);
+  for (const v1::PartitionInfo& p : described->partitions()) {
+    EXPECT_EQ(p.scenario(), kScenario);
+    EXPECT_EQ(p.status(), v1::ACTIVE);
+    EXPECT_TRUE(p.active_node() == "n1" || p.active_node() == "n2") << p.DebugString();
+  }
+}
+
+TEST_F(ClientClusterTest, ADeadFirstRouterIsSkippedForTheNext) {
+  auto client = MakeClient({DeadAddress(), cluster->routers[0]});
+  const std::string key = Key("k");
+  absl::StatusOr<std::string> token = client->Report(kScenario, key, "a1", "attack");
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(sleeps_.size(), 1u);  // one backoff, then the second router answered
+  absl::StatusOr<v1::GetStateResponse> got = client->Get(kScenario, key, {.min_token = *token});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state().state(), "attack");
+  EXPECT_EQ(sleeps_.size(), 1u);  // the client stuck to the router that answered
+
+  auto dead = MakeClient({DeadAddress(), DeadAddress()});
+  absl::StatusOr<v1::DescribeClusterResponse> described = dead->Describe();
+  EXPECT_EQ(described.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(described.status().message(), HasSubstr("no router answered (5 attempts)"));
+}
+
+TEST_F(ClientClusterTest, ARouterThatGoesDownIsSkippedForTheNext) {
+  // A router-only process, first in the list; it serves until it is killed.
+  absl::Status started = cluster->Start("r1", cluster->WriteConfig("router", false));
+  ASSERT_TRUE(started.ok()) << started;
+  TallydProcess& router = *cluster->processes["r1"];
+  auto client = MakeClient({router.address(), cluster->routers[1]});
+  const std::string key = Key("k");
+  // The router-only process needs the membership to route; reads succeed once it has it.
+  absl::StatusOr<std::string> token = client->Report(kScenario, key, "a1", "attack");
+  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_TRUE(client->Get(kScenario, key, {.min_token = *token}).ok());
+  EXPECT_TRUE(sleeps_.empty());  // r1 answered
+
+  router.Signal(SIGKILL);
+  token = client->Report(kScenario, key, "a2", "attack");
+  ASSERT_TRUE(token.ok()) << token.status();
+  absl::StatusOr<v1::GetStateResponse> got = client->Get(kScenario, key, {.min_token = *token});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state().votes_size(), 2);
+  EXPECT_EQ(sleeps_.size(), 1u);  // one retry, then it stayed with n2
+  cluster->processes.erase("r1");
+}
+
+// ---- tallyctl, run as a subprocess against the same cluster ----
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class TallyctlTest : public ClientClusterTest {
+ protected:
+  // Runs tallyctl with `args`, after --routers=<n1,n2> unless `routers` says otherwise.
+  CliRun Tallyctl(std::vector<std::string> args, const std::string& routers = "") {
+    std::vector<std::string> argv = {
+        TALLYCTL_PATH,
+        absl::StrCat("--routers=",
+                     routers.empty() ? absl::StrJoin(cluster->routers, ",") : routers)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const std::string out_path = absl::StrCat(dir_.path(), "/out");
+    const std::string err_path = absl::StrCat(dir_.path(), "/err");
+    pid_t pid = fork();
+    if (pid == 0) {
+      dup2(open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), STDOUT_FILENO);
+      dup2(open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), STDERR_FILENO);
+      unsetenv("TALLY_ROUTERS");
+      std::vector<char*> c_argv;
+      for (std::string& a : argv) c_argv.push_back(a.data());
+      c_argv.push_back(nullptr);
+      execv(c_argv[0], c_argv.data());
+      _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CliRun run;
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    run.out = ReadFile(out_path);
+    run.err = ReadFile(err_path);
+    return run;
+  }
+
+  // The token of a `report`/`set`/`purge` table output ("token: T\n").
+  static std::string TokenOf(const CliRun& run) {
+    std::string out = run.out;
+    EXPECT_THAT(out, StartsWith("token: "));
+    return out.substr(7, out.size() - 8);
+  }
+
+  test::TempDir dir_;
+};
+
+TEST_F(TallyctlTest, ReportThenGetPrintTheTokenAndTheState) {
+  const std::string key = Key("site");
+  CliRun report =
+      Tallyctl({"report", kScenario, key, "attack", "--agent=a1", "--ttl=1h", "--attr=region=eu"});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  const std::string token = TokenOf(report);
+  EXPECT_THAT(token, StartsWith("w1."));
+
+  CliRun get = Tallyctl({"get", kScenario, key, "--min_token", token});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_THAT(get.out, HasSubstr(absl::StrCat("key:        ", key, "\n")));
+  EXPECT_THAT(get.out, HasSubstr("state:      attack\n"));
+  EXPECT_THAT(get.out, HasSubstr("tally:      attack=1\n"));
+  EXPECT_THAT(get.out, HasSubstr("AGENT  STATE   OBSERVED"));
+  EXPECT_THAT(get.out, HasSubstr("\na1     attack  "));
+
+  CliRun json = Tallyctl({"-o", "json", "report", kScenario, key, "ok", "--agent=a2"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  v1::ReportStateResponse reported;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &reported).ok()) << json.out;
+  get = Tallyctl({"get", kScenario, key, "--min_token=" + reported.token(), "--output=json"});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  v1::GetStateResponse response;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(get.out, &response).ok()) << get.out;
+  EXPECT_EQ(response.state().votes_size(), 2);
+  EXPECT_EQ(std::count(get.out.begin(), get.out.end(), '\n'), 1);
+}
+
+TEST_F(TallyctlTest, ExitCodesSayWhatWentWrong) {
+  CliRun missing = Tallyctl({"get", kScenario, Key("never")});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("tallyctl get: NOT_FOUND: "));
+  EXPECT_EQ(missing.out, "");
+  EXPECT_EQ(Tallyctl({"list", "no-such-scenario"}).exit_code, 1);
+
+  CliRun usage = Tallyctl({"get", kScenario});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_THAT(usage.err, HasSubstr("expected SCENARIO KEY"));
+  EXPECT_EQ(Tallyctl({"get", kScenario, "k", "--frob"}).exit_code, 2);
+  CliRun invalid = Tallyctl({"report", kScenario, std::string(257, 'k'), "s"});
+  EXPECT_EQ(invalid.exit_code, 2);
+  EXPECT_THAT(invalid.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(invalid.err, HasSubstr("object_key: 257 bytes"));
+  CliRun token_file = Tallyctl({"describe", "--token_file=/nonexistent/token"});
+  EXPECT_EQ(token_file.exit_code, 2);
+  EXPECT_THAT(token_file.err, HasSubstr("--token_file: cannot read /nonexistent/token"));
+
+  CliRun down = Tallyctl({"describe", "--timeout=3s"}, DeadAddress());
+  EXPECT_EQ(down.exit_code, 3);
+  EXPECT_THAT(down.err, HasSubstr("UNAVAILABLE"));
+  // min_token of a write far in the future of its partition: not applied within --timeout.
+  CliRun late =
+      Tallyctl({"get", kScenario, "site-1", "--timeout=1s", "--min_token",
+                absl::StrCat("w1.", kafka::PartitionFor("site-1", kPartitions), ".99999999")});
+  EXPECT_EQ(late.exit_code, 3) << late.err;
+  EXPECT_THAT(late.err, HasSubstr("DEADLINE_EXCEEDED"));
+
+  CliRun help = Tallyctl({"purge", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("Usage: tallyctl purge SCENARIO KEY"));
+  EXPECT_THAT(help.out, HasSubstr("Exit codes:"));
+}
+
+TEST_F(TallyctlTest, ListPrintsATableOrOneJsonObjectPerLine) {
+  auto client = MakeClient();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 7; ++i) {
+    const std::string key = Key(absl::StrCat("obj-", i));
+    absl::StatusOr<std::string> token = client->Report(kScenario, key, "a1", "ok");
+    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_TRUE(client->Get(kScenario, key, {.min_token = *token}).ok());
+    keys.push_back(key);
+  }
+  CliRun table = Tallyctl({"list", kScenario, Key("obj-"), "--page_size=3"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  std::vector<std::string> lines = absl::StrSplit(table.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 8u) << table.out;
+  EXPECT_THAT(lines[0], StartsWith("KEY"));
+  EXPECT_THAT(lines[0], HasSubstr("STATE"));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_THAT(lines[i + 1], StartsWith(keys[i] + "  ok  ")) << table.out;
+  }
+
+  CliRun json = Tallyctl({"list", kScenario, Key("obj-"), "--page_size=2", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  lines = absl::StrSplit(json.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    v1::ObjectState state;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(lines[i], &state).ok()) << lines[i];
+    EXPECT_EQ(state.object_key(), keys[i]);
+  }
+
+  CliRun limited = Tallyctl({"list", kScenario, Key("obj-"), "--limit=2", "-o", "json"});
+  ASSERT_EQ(limited.exit_code, 0) << limited.err;
+  EXPECT_EQ(std::count(limited.out.begin(), limited.out.end(), '\n'), 2);
+
+  CliRun empty = Tallyctl({"list", kScenario, Key("nothing/")});
+  EXPECT_EQ(empty.exit_code, 0);
+  EXPECT_EQ(empty.out, "");
+  EXPECT_THAT(empty.err, HasSubstr("no states"));
+}
+
+TEST_F(TallyctlTest, SetPinsAndUnpinsAndPurgeRemoves) {
+  const std::string key = Key("site");
+  ASSERT_EQ(Tallyctl({"report", kScenario, key, "ok"}).exit_code, 0);
+  CliRun set = Tallyctl({"set", kScenario, key, "attack", "--pin", "--reason=drill"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  CliRun get = Tallyctl({"get", kScenario, key, "--min_token=" + TokenOf(set)});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_THAT(get.out, HasSubstr("state:      attack\n"));
+  EXPECT_THAT(get.out, HasSubstr("pinned:     yes\n"));
+
+  CliRun unpin = Tallyctl({"-o", "json", "set", kScenario, key});
+  ASSERT_EQ(unpin.exit_code, 0) << unpin.err;
+  v1::SetStateResponse unpinned;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(unpin.out, &unpinned).ok());
+  get = Tallyctl({"get", kScenario, key, "--min_token=" + unpinned.token()});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_THAT(get.out, HasSubstr("state:      ok\n"));
+  EXPECT_THAT(get.out, HasSubstr("pinned:     no\n"));
+
+  CliRun purge = Tallyctl({"purge", kScenario, key, "--reason", "done"});
+  ASSERT_EQ(purge.exit_code, 0) << purge.err;
+  get = Tallyctl({"get", kScenario, key, "--min_token=" + TokenOf(purge)});
+  EXPECT_EQ(get.exit_code, 1) << get.out;
+}
+
+TEST_F(TallyctlTest, DescribePrintsNodesAndPartitions) {
+  CliRun table = Tallyctl({"describe"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, StartsWith("NODE  "));
+  EXPECT_THAT(table.out, HasSubstr("\nn1 "));
+  EXPECT_THAT(table.out, HasSubstr("\nn2 "));
+  EXPECT_THAT(table.out, HasSubstr("\nSCENARIO  PARTITION  STATUS"));
+  for (int p = 0; p < kPartitions; ++p) {
+    EXPECT_THAT(table.out, HasSubstr(absl::StrCat("\ndemo      ", p, "          ACTIVE ")));
+  }
+  CliRun json = Tallyctl({"describe", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  v1::DescribeClusterResponse described;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &described).ok()) << json.out;
+  EXPECT_EQ(described.partitions_size(), kPartitions);
+}
+
+}  // namespace
+}  // namespace tally
