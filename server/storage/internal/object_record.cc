@@ -26,6 +26,7 @@ constexpr uint32_t Tag(int field, WireType type) {
 
 constexpr uint32_t kStateTag = Tag(ObjectRecord::kStateFieldNumber, kLengthDelimited);
 constexpr uint32_t kVoteTag = Tag(ObjectRecord::kVotesFieldNumber, kLengthDelimited);
+constexpr uint32_t kSourceOffsetTag = Tag(ObjectRecord::kSourceOffsetFieldNumber, kVarint);
 constexpr uint32_t kAgentIdTag = Tag(Vote::kAgentIdFieldNumber, kLengthDelimited);
 constexpr uint32_t kExpiryTag = Tag(Vote::kExpiresAtMsFieldNumber, kVarint);
 
@@ -34,55 +35,94 @@ CodedInputStream Input(std::string_view bytes) {
                           static_cast<int>(bytes.size()));
 }
 
-// Reads the payload of a length-delimited field whose tag was just read. The stream reads from
-// one flat array, so the payload is a view of it.
-bool ReadLengthDelimited(CodedInputStream& in, std::string_view* out) {
-  uint32_t length = 0;
-  const void* data = nullptr;
-  int available = 0;
-  if (!in.ReadVarint32(&length)) return false;
-  if (!in.GetDirectBufferPointer(&data, &available)) available = 0;
-  if (length > static_cast<uint32_t>(available)) return false;
-  *out = std::string_view(static_cast<const char*>(data), length);
-  return in.Skip(static_cast<int>(length));
-}
+// Reads protobuf wire format from one flat buffer. CodedInputStream does the same for any
+// stream, with a limit stack and refills that a restore paid for on every field of every record
+// (a third of the restore's writer thread); this is the part of it that the scans here need.
+class WireReader {
+ public:
+  explicit WireReader(std::string_view bytes)
+      : next_(reinterpret_cast<const uint8_t*>(bytes.data())), end_(next_ + bytes.size()) {}
 
-// Skips the payload of a field whose tag was just read.
-bool SkipField(CodedInputStream& in, uint32_t tag) {
-  uint64_t varint = 0;
-  std::string_view payload;
-  switch (tag & 7) {
-    case kVarint:
-      return in.ReadVarint64(&varint);
-    case kFixed64:
-      return in.Skip(8);
-    case kLengthDelimited:
-      return ReadLengthDelimited(in, &payload);
-    case kFixed32:
-      return in.Skip(4);
-    default:
-      return false;
+  bool done() const { return next_ == end_; }
+
+  bool ReadVarint(uint64_t* value) {
+    uint64_t result = 0;
+    for (int shift = 0; shift < 64 && next_ != end_; shift += 7) {
+      const uint8_t byte = *next_++;
+      result |= uint64_t{byte & 0x7fu} << shift;
+      if (byte < 0x80) {
+        *value = result;
+        return true;
+      }
+    }
+    return false;  // Truncated, or longer than 10 bytes.
   }
-}
+
+  // A tag with field number 0 or above 2^29 - 1 is malformed, as in a parse.
+  bool ReadTag(uint32_t* tag) {
+    uint64_t value = 0;
+    if (!ReadVarint(&value) || value > 0xffffffffu || (value >> 3) == 0) return false;
+    *tag = static_cast<uint32_t>(value);
+    return true;
+  }
+
+  // The payload of a length-delimited field whose tag was just read.
+  bool ReadLengthDelimited(std::string_view* out) {
+    uint64_t length = 0;
+    if (!ReadVarint(&length) || length > static_cast<uint64_t>(end_ - next_)) return false;
+    *out = std::string_view(reinterpret_cast<const char*>(next_), length);
+    next_ += length;
+    return true;
+  }
+
+  // Skips the payload of a field whose tag was just read.
+  bool SkipField(uint32_t tag) {
+    uint64_t varint = 0;
+    std::string_view payload;
+    switch (tag & 7) {
+      case kVarint:
+        return ReadVarint(&varint);
+      case kFixed64:
+        return Skip(8);
+      case kLengthDelimited:
+        return ReadLengthDelimited(&payload);
+      case kFixed32:
+        return Skip(4);
+      default:
+        return false;
+    }
+  }
+
+ private:
+  bool Skip(size_t n) {
+    if (n > static_cast<size_t>(end_ - next_)) return false;
+    next_ += n;
+    return true;
+  }
+
+  const uint8_t* next_;
+  const uint8_t* const end_;
+};
 
 // The agent_id and expires_at_ms (0 if absent) of a serialized Vote.
 bool ScanVote(std::string_view vote, std::string_view* agent_id, int64_t* expires_at_ms) {
-  CodedInputStream in = Input(vote);
+  WireReader in(vote);
   *agent_id = std::string_view();
   *expires_at_ms = 0;
-  while (const uint32_t tag = in.ReadTag()) {
+  uint32_t tag = 0;
+  while (!in.done()) {
+    if (!in.ReadTag(&tag)) return false;
     if (tag == kAgentIdTag) {
-      if (!ReadLengthDelimited(in, agent_id)) return false;
+      if (!in.ReadLengthDelimited(agent_id)) return false;
     } else if (tag == kExpiryTag) {
       uint64_t varint = 0;
-      if (!in.ReadVarint64(&varint)) return false;
+      if (!in.ReadVarint(&varint)) return false;
       *expires_at_ms = static_cast<int64_t>(varint);
-    } else if (!SkipField(in, tag)) {
+    } else if (!in.SkipField(tag)) {
       return false;
     }
   }
-  // ReadTag() returns 0 both at the end and on a malformed tag.
-  return in.ConsumedEntireMessage();
+  return true;
 }
 
 void AppendVarint(uint64_t value, std::string* out) {
@@ -112,19 +152,27 @@ void Note(std::string_view agent_id, int64_t expires_at_ms, RecordSummary* summa
 }  // namespace
 
 std::optional<RecordSummary> ScanObjectRecord(std::string_view bytes) {
-  CodedInputStream in = Input(bytes);
+  WireReader in(bytes);
   RecordSummary summary;
   std::string_view previous_agent_id;
   bool first_vote = true;
-  while (const uint32_t tag = in.ReadTag()) {
+  uint32_t tag = 0;
+  while (!in.done()) {
+    if (!in.ReadTag(&tag)) return std::nullopt;
+    if (tag == kSourceOffsetTag) {
+      uint64_t varint = 0;
+      if (!in.ReadVarint(&varint)) return std::nullopt;
+      summary.source_offset = static_cast<int64_t>(varint);
+      continue;
+    }
     if (tag != kVoteTag) {
-      if (!SkipField(in, tag)) return std::nullopt;
+      if (!in.SkipField(tag)) return std::nullopt;
       continue;
     }
     std::string_view vote;
     std::string_view agent_id;
     int64_t expires_at_ms = 0;
-    if (!ReadLengthDelimited(in, &vote) || !ScanVote(vote, &agent_id, &expires_at_ms)) {
+    if (!in.ReadLengthDelimited(&vote) || !ScanVote(vote, &agent_id, &expires_at_ms)) {
       return std::nullopt;
     }
     if (!first_vote && agent_id <= previous_agent_id) summary.votes_canonical = false;
@@ -132,7 +180,6 @@ std::optional<RecordSummary> ScanObjectRecord(std::string_view bytes) {
     previous_agent_id = agent_id;
     Note(agent_id, expires_at_ms, &summary);
   }
-  if (!in.ConsumedEntireMessage()) return std::nullopt;
   return summary;
 }
 
@@ -165,19 +212,21 @@ bool ParseObjectRecord(std::string_view bytes, ObjectData* out) {
 
 bool ParseObjectState(std::string_view bytes, StoredState* out) {
   out->Clear();
-  CodedInputStream in = Input(bytes);
-  while (const uint32_t tag = in.ReadTag()) {
+  WireReader in(bytes);
+  uint32_t tag = 0;
+  while (!in.done()) {
+    if (!in.ReadTag(&tag)) return false;
     if (tag != kStateTag) {
-      if (!SkipField(in, tag)) return false;
+      if (!in.SkipField(tag)) return false;
       continue;
     }
     std::string_view state;
-    if (!ReadLengthDelimited(in, &state)) return false;
+    if (!in.ReadLengthDelimited(&state)) return false;
     // Repeated occurrences of a message field merge, as in a full parse.
     CodedInputStream state_in = Input(state);
     if (!out->MergeFromCodedStream(&state_in)) return false;
   }
-  return in.ConsumedEntireMessage();
+  return true;
 }
 
 }  // namespace tally::storage::internal

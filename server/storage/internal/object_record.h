@@ -28,14 +28,16 @@ struct RecordSummary {
   bool votes_canonical = true;
   // The longest agent_id of its votes.
   size_t max_agent_id_size = 0;
+  // Its source_offset (ScanObjectRecord only; 0 if absent).
+  int64_t source_offset = 0;
 };
 
 // Walks the wire format of an ObjectRecord: every top-level field and every field of every vote
 // (unknown fields are skipped, as a parse would). The last occurrence of a vote's agent_id or
-// expires_at_ms wins, as in a parse. nullopt if the framing is broken (a truncated field, a bad
-// tag, a group, a vote field 1 or 5 of the wrong wire type). The state and the contents of the
-// votes' other fields are not checked; a value that passes here and still does not parse reads
-// back as DATA_LOSS.
+// expires_at_ms wins, as in a parse; a field of another wire type than its declared one is
+// skipped as unknown. nullopt if the framing is broken (a truncated field, a bad tag, a group).
+// The state and the contents of the votes' other fields are not checked; a value that passes here
+// and still does not parse reads back as DATA_LOSS.
 std::optional<RecordSummary> ScanObjectRecord(std::string_view bytes);
 
 // Serializes `data` as the shard stores it: votes sorted by agent_id, and of two votes of one

@@ -42,6 +42,7 @@ TEST(ScanObjectRecordTest, FindsEarliestExpiryAndLongestAgentId) {
   EXPECT_EQ(summary->min_expiry, 100u);
   EXPECT_EQ(summary->max_agent_id_size, 3u);
   EXPECT_TRUE(summary->votes_canonical);
+  EXPECT_EQ(summary->source_offset, 99);
 }
 
 TEST(ScanObjectRecordTest, NoVotesMeansNoExpiry) {
