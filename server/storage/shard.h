@@ -71,6 +71,38 @@ struct ObjectData {
 };
 
 class Shard;
+class StagedObjects;
+namespace internal {
+struct StagedWrites;
+StagedWrites& WritesOf(StagedObjects& staged);
+}  // namespace internal
+
+// Object writes staged outside any WriteBatch, for WriteBatch::PutStaged to take over without a
+// copy: one thread can check and copy the records of the next batch while another commits the
+// previous one (which a WriteBatch, one open at a time, cannot do). A restore's pipeline.
+// Movable; not thread-safe, but it may move between threads.
+class StagedObjects {
+ public:
+  StagedObjects();
+  ~StagedObjects();
+  StagedObjects(StagedObjects&& other) noexcept;
+  StagedObjects& operator=(StagedObjects&& other) noexcept;
+
+  // As WriteBatch::PutObjectBytes (errors name no shard: the objects belong to none yet).
+  absl::Status PutObjectBytes(std::string_view object_key, std::string_view record);
+  // As WriteBatch::DeleteObject.
+  void DeleteObject(std::string_view object_key);
+  // Writes staged; a key written twice counts twice.
+  size_t size() const;
+  // Memory the staged writes take, roughly (their keys and values and a little more each).
+  size_t bytes() const;
+  // The largest source_offset of the records staged with PutObjectBytes; -1 if none.
+  int64_t max_source_offset() const;
+
+ private:
+  friend internal::StagedWrites& internal::WritesOf(StagedObjects& staged);
+  std::unique_ptr<internal::StagedWrites> writes_;
+};
 
 // A consistent read-only snapshot of a shard (an LMDB read transaction). Cheap to create; hold it
 // only briefly: a long-lived reader pins old pages, and it blocks map growth.
@@ -123,6 +155,9 @@ class WriteBatch {
   virtual absl::Status PutObjectBytes(std::string_view object_key, std::string_view record) = 0;
   // Removes the object, its votes and their expiry entries.
   virtual void DeleteObject(std::string_view object_key) = 0;
+  // Makes the writes of `staged`, in the order they were staged, after those already in the
+  // batch (a later write to a key replaces an earlier one). Takes them over without a copy.
+  virtual void PutStaged(StagedObjects staged) = 0;
   virtual void SetMeta(records::v1::ShardMeta meta) = 0;
   virtual absl::StatusOr<records::v1::ShardMeta> GetMeta() = 0;
   // Number of pending object writes.

@@ -578,6 +578,87 @@ TEST_F(ShardTest, CommitRejectsPutObjectBytesWithTooLongAgentId) {
   EXPECT_EQ(Count(*shard), 0u);
 }
 
+TEST_F(ShardTest, PutStagedAppliesStagedWritesAfterTheBatchsOwnInTheirOrder) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  ASSERT_OK(PutAll(*shard, {{"b", MakeObject("x", {MakeVote("a", "x", 5)})}}));
+
+  StagedObjects staged;
+  EXPECT_EQ(staged.size(), 0u);
+  EXPECT_EQ(staged.max_source_offset(), -1);
+  ASSERT_OK(staged.PutObjectBytes("a", Record(MakeObject("staged", {MakeVote("a", "y", 30)}), 7)));
+  staged.DeleteObject("b");
+  ASSERT_OK(staged.PutObjectBytes("c", Record(MakeObject("first", {MakeVote("a", "y", 10)}), 9)));
+  ASSERT_OK(staged.PutObjectBytes("c", Record(MakeObject("second", {MakeVote("a", "y", 40)}), 8)));
+  EXPECT_EQ(staged.size(), 4u);  // Writes, not objects.
+  EXPECT_GT(staged.bytes(), 4u);
+  EXPECT_EQ(staged.max_source_offset(), 9);
+  absl::Status broken = staged.PutObjectBytes("d", "\x0a\x05");
+  EXPECT_EQ(broken.code(), absl::StatusCode::kInvalidArgument) << broken;
+  EXPECT_EQ(staged.size(), 4u);
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  batch->PutObject("a", MakeObject("own", {MakeVote("a", "x", 20)}));
+  batch->PutStaged(std::move(staged));
+  EXPECT_EQ(batch->size(), 3u);  // a, b, c
+  ASSERT_OK_AND_ASSIGN(std::optional<ObjectData> a, batch->GetObject("a"));
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->state.state(), "staged");
+  ASSERT_OK_AND_ASSIGN(std::optional<ObjectData> b, batch->GetObject("b"));
+  EXPECT_EQ(b, std::nullopt);
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+
+  std::optional<ObjectData> read = Get(*shard, "a");
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->state.state(), "staged");
+  EXPECT_EQ(Get(*shard, "b"), std::nullopt);
+  read = Get(*shard, "c");
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->state.state(), "second");
+  // Only the last write of each key has an expiry entry: a at 30, c at 40 (not 10, not 20).
+  EXPECT_THAT(Expired(*shard, 29), IsEmpty());
+  EXPECT_THAT(Expired(*shard, 40), ElementsAre("a", "c"));
+}
+
+TEST_F(ShardTest, TwoStagedObjectsInOneBatchApplyInOrder) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  StagedObjects first;
+  ASSERT_OK(first.PutObjectBytes("k", Record(MakeObject("first", {MakeVote("a", "x", 10)}))));
+  ASSERT_OK(first.PutObjectBytes("only-first", Record(MakeObject("x", {}))));
+  StagedObjects second;
+  ASSERT_OK(second.PutObjectBytes("k", Record(MakeObject("second", {MakeVote("a", "x", 20)}))));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  batch->PutStaged(std::move(first));
+  batch->PutStaged(std::move(second));
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+  std::optional<ObjectData> k = Get(*shard, "k");
+  ASSERT_TRUE(k.has_value());
+  EXPECT_EQ(k->state.state(), "second");
+  EXPECT_TRUE(Get(*shard, "only-first").has_value());
+  EXPECT_THAT(Expired(*shard, 15), IsEmpty());
+  EXPECT_THAT(Expired(*shard, 20), ElementsAre("k"));
+}
+
+TEST_F(ShardTest, LastWriteOfAKeyInABatchIsTheOneCommitted) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  batch->PutObject("k", MakeObject("first", {MakeVote("a", "x", 10)}));
+  batch->DeleteObject("k");
+  batch->PutObject("k", MakeObject("last", {MakeVote("a", "x", 30)}));
+  batch->PutObject("gone", MakeObject("x", {MakeVote("a", "x", 5)}));
+  batch->DeleteObject("gone");
+  ASSERT_OK(batch->Commit());
+  batch.reset();
+  std::optional<ObjectData> k = Get(*shard, "k");
+  ASSERT_TRUE(k.has_value());
+  EXPECT_EQ(k->state.state(), "last");
+  EXPECT_EQ(Get(*shard, "gone"), std::nullopt);
+  EXPECT_EQ(Count(*shard), 1u);
+  EXPECT_THAT(Expired(*shard, 29), IsEmpty());
+  EXPECT_THAT(Expired(*shard, 30), ElementsAre("k"));
+}
+
 // --- Write batches ---
 
 TEST_F(ShardTest, BatchReadsSeeItsPendingWritesOverCommittedData) {

@@ -19,6 +19,7 @@
 #include "server/storage/internal/object_record.h"
 #include "server/storage/internal/reads.h"
 #include "server/storage/internal/shard_impl.h"
+#include "server/storage/internal/staged_writes.h"
 #include "server/storage/shard.h"
 
 namespace tally::storage::internal {
@@ -70,39 +71,6 @@ class AppendPoint {
  private:
   std::string last_;
   bool after_ = false;
-};
-
-// Bytes that live as long as their batch: the keys and values of its pending writes, copied in
-// once and viewed from then on. Blocks never move, so views stay valid as the arena grows.
-class Arena {
- public:
-  std::string_view Copy(std::string_view bytes) {
-    if (bytes.size() > left_) {
-      const size_t size = std::max(kBlockSize, bytes.size());
-      blocks_.push_back(std::make_unique<char[]>(size));
-      next_ = blocks_.back().get();
-      left_ = size;
-    }
-    char* at = next_;
-    std::memcpy(at, bytes.data(), bytes.size());
-    next_ += bytes.size();
-    left_ -= bytes.size();
-    return std::string_view(at, bytes.size());
-  }
-
- private:
-  static constexpr size_t kBlockSize = size_t{1} << 20;
-  std::vector<std::unique_ptr<char[]>> blocks_;
-  char* next_ = nullptr;
-  size_t left_ = 0;
-};
-
-// One pending object write: the whole new value, or a delete.
-struct PendingObject {
-  std::string_view key;    // In the batch's arena.
-  std::string_view value;  // In the batch's arena; a stored ObjectRecord (see object_record.h).
-  bool deleted = false;
-  RecordSummary summary;  // Of `value`.
 };
 
 // An expiry entry to write, for the object `key`, whose KeyHead is `head`.
@@ -237,14 +205,14 @@ class WriteBatchImpl final : public WriteBatch {
 
   absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) override {
     if (committed_) return Spent();
+    IndexWrites();
     if (auto it = index_.find(AbslView(object_key)); it != index_.end()) {
-      const PendingObject& object = pending_[it->second];
+      const PendingObject& object = writes_.writes[it->second];
       if (object.deleted) return std::nullopt;
       std::optional<ObjectData> data(std::in_place);
-      // The batch wrote these bytes itself (or checked them in PutObjectBytes).
+      // The batch serialized these bytes itself, or checked them in PutObjectBytes.
       if (!ParseObjectRecord(object.value, &*data)) {
-        return absl::InternalError(
-            absl::StrCat("shard ", shard_->dir(), ": pending object does not parse"));
+        return UnparseableValue(shard_->dbs(), "pending writes", object_key, "ObjectRecord");
       }
       return data;
     }
@@ -254,49 +222,16 @@ class WriteBatchImpl final : public WriteBatch {
   }
 
   void PutObject(std::string_view object_key, ObjectData data) override {
-    // Serialized now rather than at Commit: the batch then holds one form of every object, and a
-    // read of it through GetObject costs a parse, as a copy of an ObjectData would.
-    scratch_.clear();
-    const RecordSummary summary = AppendObjectRecord(data, &scratch_);
-    PendingObject& object = Pending(object_key);
-    object.value = arena_.Copy(scratch_);
-    object.deleted = false;
-    object.summary = summary;
+    StageObject(object_key, data, writes_);
   }
 
   absl::Status PutObjectBytes(std::string_view object_key, std::string_view record) override {
-    std::optional<RecordSummary> summary = ScanObjectRecord(record);
-    if (!summary.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("shard ", shard_->dir(), ": object key \"",
-                       absl::CHexEscape(AbslView(object_key.substr(0, 100))),
-                       "\": value is not a serialized ObjectRecord"));
-    }
-    if (!summary->votes_canonical) {
-      // Votes out of order or doubled: store them as PutObject would.
-      ObjectData data;
-      if (!ParseObjectRecord(record, &data)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("shard ", shard_->dir(), ": object key \"",
-                         absl::CHexEscape(AbslView(object_key.substr(0, 100))),
-                         "\": value does not parse as an ObjectRecord"));
-      }
-      PutObject(object_key, std::move(data));
-      return absl::OkStatus();
-    }
-    PendingObject& object = Pending(object_key);
-    object.value = arena_.Copy(record);
-    object.deleted = false;
-    object.summary = *summary;
-    return absl::OkStatus();
+    return StageObjectBytes(shard_->dir(), object_key, record, writes_);
   }
 
-  void DeleteObject(std::string_view object_key) override {
-    PendingObject& object = Pending(object_key);
-    object.value = std::string_view();
-    object.deleted = true;
-    object.summary = RecordSummary();
-  }
+  void DeleteObject(std::string_view object_key) override { writes_.Delete(object_key); }
+
+  void PutStaged(StagedObjects staged) override { writes_.Append(WritesOf(staged)); }
 
   void SetMeta(ShardMeta meta) override { meta_ = std::move(meta); }
 
@@ -308,21 +243,23 @@ class WriteBatchImpl final : public WriteBatch {
     return ReadMeta(shard_->dbs(), *snapshot);
   }
 
-  size_t size() const override { return pending_.size(); }
+  size_t size() const override {
+    IndexWrites();
+    return index_.size();
+  }
 
   void SkipSync() override { sync_ = false; }
 
   absl::Status Commit() override;
 
  private:
-  // The pending write of `object_key`, created (as a delete) if there is none.
-  PendingObject& Pending(std::string_view object_key) {
-    // Copy first and waste the copy on a hit: one hash lookup either way, and the index's key
-    // must point at bytes that live as long as the batch.
-    const std::string_view key = arena_.Copy(object_key);
-    auto [it, inserted] = index_.try_emplace(AbslView(key), pending_.size());
-    if (inserted) pending_.push_back({key, std::string_view(), true, RecordSummary()});
-    return pending_[it->second];
+  // Brings the index up to date with writes_. Lazy, so that a batch that is only written to (a
+  // restore) never hashes a key: its commit resolves repeated keys by sorting, which it does
+  // anyway.
+  void IndexWrites() const {
+    for (; indexed_ < writes_.writes.size(); ++indexed_) {
+      index_.insert_or_assign(AbslView(writes_.writes[indexed_].key), indexed_);
+    }
   }
 
   // The read transaction behind GetObject and GetMeta. Begun on first use rather than when the
@@ -330,14 +267,16 @@ class WriteBatchImpl final : public WriteBatch {
   // same either way, and a batch that only writes (a restore) never holds a reader slot.
   absl::StatusOr<MDB_txn*> Snapshot();
   void ReleaseSnapshot();
-  // INVALID_ARGUMENT if a key breaks the rules in shard.h; checked before the transaction so
-  // that LMDB never sees a bad key (it would fail with MDB_BAD_VALSIZE, or worse, misfile it).
-  absl::Status Validate() const;
-  // A pending object to sort by key; `head` is KeyHead(key).
+  // A pending object to sort by key; `head` is KeyHead(object->key).
   struct SortedObject {
     uint64_t head;
     const PendingObject* object;
   };
+  // The last write of every key, in key order.
+  std::vector<SortedObject> LastWritesByKey() const;
+  // INVALID_ARGUMENT if a key breaks the rules in shard.h; checked before the transaction so
+  // that LMDB never sees a bad key (it would fail with MDB_BAD_VALSIZE, or worse, misfile it).
+  absl::Status Validate(const std::vector<SortedObject>& objects) const;
   absl::Status Apply(WriteTxn& txn, const std::vector<SortedObject>& objects,
                      std::vector<ExpiryPut>& expiry_puts);
   absl::Status Spent() const {
@@ -350,13 +289,12 @@ class WriteBatchImpl final : public WriteBatch {
   // Commit() was called; the shard's one batch slot is free again.
   bool committed_ = false;
   bool sync_ = true;  // See SkipSync().
-  Arena arena_;
-  // The pending object writes, one per key, in the order of their first write, and their index
-  // by key (a view into the arena).
-  std::vector<PendingObject> pending_;
-  absl::flat_hash_map<absl::string_view, size_t> index_;
+  StagedWrites writes_;
+  // The position in writes_.writes of the last write of each key (a view into the arena) among
+  // the first indexed_ writes.
+  mutable absl::flat_hash_map<absl::string_view, size_t> index_;
+  mutable size_t indexed_ = 0;
   std::optional<ShardMeta> meta_;
-  std::string scratch_;  // PutObject's serialization buffer.
 };
 
 absl::StatusOr<MDB_txn*> WriteBatchImpl::Snapshot() {
@@ -372,13 +310,37 @@ void WriteBatchImpl::ReleaseSnapshot() {
   if (snapshot_ != nullptr) shard_->EndRead(std::exchange(snapshot_, nullptr));
 }
 
-absl::Status WriteBatchImpl::Validate() const {
+std::vector<WriteBatchImpl::SortedObject> WriteBatchImpl::LastWritesByKey() const {
+  // Key order: neighbouring writes touch the same B-tree pages, and writes past the end of a
+  // database can append; in hash order every write would search from the root. Writes of one key
+  // sort by their position (their address in the vector), so the last of a run is the latest.
+  std::vector<SortedObject> objects;
+  objects.reserve(writes_.writes.size());
+  for (const PendingObject& object : writes_.writes) {
+    objects.push_back({KeyHead(object.key), &object});
+  }
+  std::sort(objects.begin(), objects.end(), [](const SortedObject& a, const SortedObject& b) {
+    if (a.head != b.head) return a.head < b.head;
+    if (const int order = a.object->key.compare(b.object->key); order != 0) return order < 0;
+    return a.object < b.object;
+  });
+  size_t kept = 0;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    if (i + 1 < objects.size() && objects[i + 1].object->key == objects[i].object->key) continue;
+    objects[kept++] = objects[i];
+  }
+  objects.resize(kept);
+  return objects;
+}
+
+absl::Status WriteBatchImpl::Validate(const std::vector<SortedObject>& objects) const {
   auto invalid = [this](std::string_view object_key, std::string_view why) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard ", shard_->dir(), ": object key \"",
                      absl::CHexEscape(AbslView(object_key.substr(0, 100))), "\": ", AbslView(why)));
   };
-  for (const PendingObject& object : pending_) {
+  for (const SortedObject& sorted : objects) {
+    const PendingObject& object = *sorted.object;
     const std::string_view key = object.key;
     if (key.empty()) return invalid(key, "empty");
     if (key.find(kKeySeparator) != std::string::npos) return invalid(key, "has \\0");
@@ -399,17 +361,9 @@ absl::Status WriteBatchImpl::Commit() {
   committed_ = true;
   // Write() resizes the map only once no read transaction is active, ours included.
   ReleaseSnapshot();
-  absl::Status status = Validate();
+  const std::vector<SortedObject> objects = LastWritesByKey();
+  absl::Status status = Validate(objects);
   if (status.ok()) {
-    // Key order: neighbouring writes touch the same B-tree pages, and writes past the end of a
-    // database can append; in hash order every write would search from the root.
-    std::vector<SortedObject> objects;
-    objects.reserve(pending_.size());
-    for (const PendingObject& object : pending_) objects.push_back({KeyHead(object.key), &object});
-    std::sort(objects.begin(), objects.end(), [](const SortedObject& a, const SortedObject& b) {
-      if (a.head != b.head) return a.head < b.head;
-      return a.object->key < b.object->key;
-    });
     std::vector<ExpiryPut> expiry_puts;
     status = shard_->Write([&](WriteTxn& txn) { return Apply(txn, objects, expiry_puts); }, sync_);
   }
@@ -439,4 +393,77 @@ std::unique_ptr<WriteBatch> NewWriteBatchImpl(ShardImpl* shard) {
   return std::make_unique<WriteBatchImpl>(shard);
 }
 
+void StagedWrites::Append(StagedWrites& other) {
+  if (writes.empty()) {
+    std::swap(*this, other);  // The common case: a batch that holds one StagedObjects.
+  } else {
+    arena.Adopt(other.arena);
+    writes.insert(writes.end(), other.writes.begin(), other.writes.end());
+    max_source_offset = std::max(max_source_offset, other.max_source_offset);
+    bytes += other.bytes;
+  }
+  other.writes.clear();
+  other.max_source_offset = -1;
+  other.bytes = 0;
+}
+
+absl::Status StageObjectBytes(std::string_view dir, std::string_view object_key,
+                              std::string_view record, StagedWrites& writes) {
+  auto invalid = [&](std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir.empty() ? "" : absl::StrCat("shard ", AbslView(dir), ": "), "object key \"",
+        absl::CHexEscape(AbslView(object_key.substr(0, 100))), "\": ", AbslView(why)));
+  };
+  const std::optional<RecordSummary> summary = ScanObjectRecord(record);
+  if (!summary.has_value()) return invalid("value is not a serialized ObjectRecord");
+  if (summary->votes_canonical) {
+    writes.Put(object_key, record, *summary);
+  } else {
+    // Votes out of order or doubled: store them as PutObject would.
+    ObjectData data;
+    if (!ParseObjectRecord(record, &data)) {
+      return invalid("value does not parse as an ObjectRecord");
+    }
+    StageObject(object_key, data, writes);
+  }
+  writes.max_source_offset = std::max(writes.max_source_offset, summary->source_offset);
+  return absl::OkStatus();
+}
+
+void StageObject(std::string_view object_key, const ObjectData& data, StagedWrites& writes) {
+  // Serialized now rather than at Commit: the batch then holds one form of every object, and a
+  // read of it through GetObject costs a parse, as a copy of an ObjectData would.
+  thread_local std::string scratch;
+  scratch.clear();
+  const RecordSummary summary = AppendObjectRecord(data, &scratch);
+  writes.Put(object_key, scratch, summary);
+}
+
+StagedWrites& WritesOf(StagedObjects& staged) { return *staged.writes_; }
+
 }  // namespace tally::storage::internal
+
+namespace tally::storage {
+
+StagedObjects::StagedObjects() : writes_(std::make_unique<internal::StagedWrites>()) {}
+StagedObjects::~StagedObjects() = default;
+StagedObjects::StagedObjects(StagedObjects&& other) noexcept
+    : writes_(std::exchange(other.writes_, std::make_unique<internal::StagedWrites>())) {}
+StagedObjects& StagedObjects::operator=(StagedObjects&& other) noexcept {
+  writes_.swap(other.writes_);
+  return *this;
+}
+
+absl::Status StagedObjects::PutObjectBytes(std::string_view object_key, std::string_view record) {
+  return internal::StageObjectBytes("", object_key, record, *writes_);
+}
+
+void StagedObjects::DeleteObject(std::string_view object_key) { writes_->Delete(object_key); }
+
+size_t StagedObjects::size() const { return writes_->writes.size(); }
+
+size_t StagedObjects::bytes() const { return writes_->bytes; }
+
+int64_t StagedObjects::max_source_offset() const { return writes_->max_source_offset; }
+
+}  // namespace tally::storage
