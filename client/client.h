@@ -193,16 +193,20 @@ class StateList {
 // the router ends it without an error), the client opens it again on the next router endpoint,
 // after a backoff, with the resume_token of the last event it delivered — the router's contract
 // makes that continue with no gap and no duplicate. The request is otherwise unchanged, except
-// that send_initial is dropped once the snapshot is complete (snapshot_done delivered).
+// that send_initial is dropped once the snapshot is complete (snapshot_done delivered). A break
+// during the initial snapshot, once some `initial` events were delivered, cannot be resumed
+// (those events carry no resume token): the watch ends with OUT_OF_RANGE, so the caller lists
+// again. (A break before the first event just opens the watch again.)
 // RetryPolicy::max_attempts bounds consecutive failed attempts (attempts that deliver no
 // event); then Next returns UNAVAILABLE.
 //
 // Errors that end the watch (Next returns them, then keeps returning the same error):
-//   OUT_OF_RANGE        the resume token is older than the changes the router still has: the
-//                       caller must re-list (watch again with send_initial, or List) and resume
-//                       from there;
+//   OUT_OF_RANGE        the resume token is older than the changes the router still has, or
+//                       the stream broke during the initial snapshot: the caller must re-list
+//                       (watch again with send_initial) and go on from there;
 //   RESOURCE_EXHAUSTED  the router closed the watch because the caller read too slowly (or a
-//                       limit was hit); resume_token() continues where it stopped;
+//                       limit was hit); watching again from resume_token() continues where it
+//                       stopped, with no gap;
 //   CANCELLED           after Cancel();
 //   DEADLINE_EXCEEDED   WatchOptions::timeout passed;
 //   UNAVAILABLE         no router answered within max_attempts consecutive attempts;
@@ -242,6 +246,7 @@ class WatchStream {
   int failures_ = 0;        // consecutive attempts that delivered nothing
   bool delivered_ = false;  // whether the open stream delivered an event
   bool snapshot_done_ = false;
+  bool initial_delivered_ = false;
   absl::Status final_;
 
   mutable absl::Mutex mu_;

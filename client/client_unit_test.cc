@@ -457,27 +457,45 @@ TEST_F(ClientTest, WatchResumesFromTheLastDeliveredTokenOnTheNextRouter) {
   EXPECT_FALSE(resumed.send_initial());  // the snapshot was complete
 }
 
-TEST_F(ClientTest, WatchInterruptedDuringTheSnapshotAsksForItAgainWithItsToken) {
+TEST_F(ClientTest, WatchBrokenBeforeItsFirstEventIsOpenedAgainAsAsked) {
   auto client = MakeClient(1);
   v1::WatchStateResponse initial;
-  initial.mutable_initial()->set_object_key("a");
-  initial.set_resume_token("s0");
+  initial.mutable_initial()->set_object_key("a");  // initial events carry no resume token
   {
     absl::MutexLock lock(&routers_[0]->state.mu);
-    routers_[0]->state.watch_scripts.push_back({{initial}, grpc::Status::OK});
-    routers_[0]->state.watch_scripts.push_back(
-        {{}, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too slow")});
+    routers_[0]->state.watch_scripts.push_back({{}, Unavailable()});
+    routers_[0]->state.watch_scripts.push_back({{initial}, Unavailable()});
   }
   auto stream = client->Watch("demo", WatchTarget::Key("a"), {.send_initial = true});
+  absl::StatusOr<v1::WatchStateResponse> event = stream->Next();
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_TRUE(event->has_initial());
+  // Broken mid-snapshot after an initial event: not resumable, the caller must list again.
+  event = stream->Next();
+  EXPECT_EQ(event.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(event.status().message(), HasSubstr("during its initial snapshot"));
+  absl::MutexLock lock(&routers_[0]->state.mu);
+  ASSERT_EQ(routers_[0]->state.watch_requests.size(), 2u);
+  for (const v1::WatchStateRequest& request : routers_[0]->state.watch_requests) {
+    EXPECT_EQ(request.object_key(), "a");
+    EXPECT_TRUE(request.send_initial());
+    EXPECT_EQ(request.resume_token(), "");
+  }
+}
+
+TEST_F(ClientTest, WatchClosedForBeingTooSlowEndsWithTheTokenToResumeFrom) {
+  auto client = MakeClient(2);
+  {
+    absl::MutexLock lock(&routers_[0]->state.mu);
+    routers_[0]->state.watch_scripts.push_back(
+        {{Change("a", "t1")}, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too slow")});
+  }
+  auto stream = client->Watch("demo", WatchTarget::All());
   ASSERT_TRUE(stream->Next().ok());
   absl::StatusOr<v1::WatchStateResponse> end = stream->Next();
   EXPECT_EQ(end.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(stream->resume_token(), "s0");
-  absl::MutexLock lock(&routers_[0]->state.mu);
-  ASSERT_EQ(routers_[0]->state.watch_requests.size(), 2u);
-  EXPECT_EQ(routers_[0]->state.watch_requests[1].object_key(), "a");
-  EXPECT_TRUE(routers_[0]->state.watch_requests[1].send_initial());
-  EXPECT_EQ(routers_[0]->state.watch_requests[1].resume_token(), "s0");
+  EXPECT_EQ(stream->resume_token(), "t1");
+  EXPECT_EQ(routers_[1]->state.Calls(), 0);  // not retried
 }
 
 TEST_F(ClientTest, WatchGivesUpAfterMaxAttemptsThatDeliverNothing) {

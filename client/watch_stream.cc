@@ -76,6 +76,7 @@ absl::StatusOr<v1::WatchStateResponse> WatchStream::Next() {
       delivered_ = true;
       failures_ = 0;
       if (response.has_snapshot_done()) snapshot_done_ = true;
+      if (response.has_initial()) initial_delivered_ = true;
       if (!response.resume_token().empty()) {
         absl::MutexLock lock(&mu_);
         resume_token_ = response.resume_token();
@@ -102,9 +103,19 @@ absl::StatusOr<v1::WatchStateResponse> WatchStream::Next() {
       final_ = std::move(status);
       break;
     }
-    if (!delivered_) ++failures_;
-    if (status.ok())
+    if (status.ok()) {
       status = absl::UnavailableError(absl::StrCat("router ", address, ": ended the watch"));
+    }
+    if (request_.send_initial() && initial_delivered_ && !snapshot_done_) {
+      // `initial` events carry no resume token: a snapshot cannot be continued, and restarting
+      // it would silently leave the caller with states of objects the new snapshot no longer
+      // has. The caller must list again, as for a token too old.
+      final_ =
+          absl::OutOfRangeError(absl::StrCat("the watch broke during its initial snapshot (",
+                                             status.message(), "); watch again with send_initial"));
+      break;
+    }
+    if (!delivered_) ++failures_;
     client_->Failed(endpoint_);
     endpoint_ = (endpoint_ + 1) % client_->stubs_.size();
     if (failures_ >= client_->options_.retry.max_attempts) {

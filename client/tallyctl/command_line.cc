@@ -71,9 +71,10 @@ const std::vector<CommandSpec>& AllCommands() {
        "connection is resumed on the next router from the last event's resume token, with no\n"
        "gap and no duplicate. Table: one line per event (progress events are not shown).\n"
        "-o json: one WatchStateResponse JSON object per line, progress included.\n"
-       "If the router ends the watch (OUT_OF_RANGE: the token is too old, re-list with\n"
-       "--initial; RESOURCE_EXHAUSTED: the reader was too slow) the last resume token is\n"
-       "printed on stderr, for --resume_token.",
+       "The watch ends with exit code 4 on OUT_OF_RANGE (the token is too old, or the\n"
+       "connection broke during the --initial snapshot: watch again with --initial) and on\n"
+       "RESOURCE_EXHAUSTED (the reader was too slow: watch again with --resume_token); the\n"
+       "last resume token is printed on stderr.",
        {{"prefix", 0, FlagType::kString, "PREFIX", "", "watch every object under PREFIX"},
         {"initial", 0, FlagType::kBool, "", "false",
          "first print the current state of every watched object, then changes"},
