@@ -8,9 +8,11 @@
 // ahead of its changelog, so replaying from the checkpoint is always safe: records are whole
 // objects and applying one twice changes nothing.
 //
-// Records go into the shard as the changelog holds them (WriteBatch::PutObjectBytes: no parse),
-// in transactions that skip their fsync, with one Shard::Sync() at the end. Fetching and writing
-// overlap: a second thread polls Kafka while the calling thread writes the shard.
+// Records go into the shard as the changelog holds them (PutObjectBytes: no parse), in
+// transactions of kRecordsPerTxn records that skip their fsync, with one Shard::Sync() at the
+// end. Fetching and writing overlap: a second thread polls Kafka and stages the records of the
+// next transaction (storage::StagedObjects) while the calling thread commits the previous one.
+// Memory: up to 256 MiB of fetched records in librdkafka's queue and 64 MiB staged (see the .cc).
 //
 // Thread-compatible: one Restore() at a time per restorer.
 
@@ -40,14 +42,18 @@ class ChangelogRestorer {
   // every 2 s. UNAVAILABLE if Kafka stops answering for `stall_timeout`; the shard then keeps
   // what was restored so far (a consistent prefix) and a later call continues from there.
   // DATA_LOSS if a record is not an ObjectRecord (the topic is not a Tally changelog of this
-  // version); the shard then keeps the records before it. Synced to disk before it returns,
-  // whether it succeeds or not.
+  // version); the shard then keeps the records before it. The shard is synced to disk before
+  // this returns, whether it succeeds or not.
   absl::StatusOr<RestoreStats> Restore(storage::Shard& shard, const std::string& topic,
                                        int32_t partition,
                                        absl::Duration stall_timeout = absl::Seconds(60));
 
   // Records applied per LMDB transaction.
   static constexpr int64_t kRecordsPerTxn = 50000;
+
+  // The librdkafka consumer settings the restore reads with (on top of the given properties),
+  // for benchmarks that measure a bare consumer the same way.
+  static kafka::Properties FetchProperties();
 
  private:
   const kafka::Properties properties_;
