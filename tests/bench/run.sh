@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Tally's benchmarks against a real Kafka broker started for the run, and writes the
 # figures to tests/bench/results/<name>.md. Benchmarks print figures; they do not fail on a slow
-# machine. Arguments: RESTORE_OBJECTS (default 1000000).
+# machine. Arguments: RESTORE_OBJECTS (default 1000000), RUNS (default 3; each figure is the
+# median of its runs).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/deploy/install-deps.sh"
@@ -16,5 +17,7 @@ out="$root/tests/bench/results/restore.md"
 {
   echo "# Restore ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
   echo
-  "$build/tests/bench/restore_bench" "$bootstrap" "${1:-1000000}"
+  echo "Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (the broker runs on the same machine)."
+  echo
+  "$build/tests/bench/restore_bench" "$bootstrap" "${1:-1000000}" "${2:-3}"
 } | tee "$out"
