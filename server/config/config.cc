@@ -97,6 +97,7 @@ void ApplyDefaults(v1::Config& config) {
   if (!config.node().has_heartbeat_interval()) {
     config.mutable_node()->mutable_heartbeat_interval()->set_seconds(1);
   }
+  if (config.router().watch_max_queued() == 0) config.mutable_router()->set_watch_max_queued(10000);
   if (!config.router().has_default_deadline()) {
     config.mutable_router()->mutable_default_deadline()->set_seconds(10);
   }
@@ -172,6 +173,9 @@ absl::Status ValidateConfig(const v1::Config& config) {
   }
   if (millis(config.router().default_deadline()) < 1) {
     return Invalid("router.default_deadline", "must be at least 1ms");
+  }
+  if (config.router().watch_max_queued() < 1) {
+    return Invalid("router.watch_max_queued", "must be >= 1");
   }
   if (!config.node().enabled() && !config.router().enabled()) {
     return Invalid("node.enabled",

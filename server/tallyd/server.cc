@@ -69,7 +69,10 @@ absl::Status Server::Start() {
         });
     router_ = std::make_unique<router::Router>(config_, *sink_, *view_);
     feed_ = std::make_unique<watch::ChangeFeed>(config_);
-    state_service_ = std::make_unique<router::StateService>(*router_, *feed_, default_deadline);
+    watch::WatchOptions watch_options;
+    watch_options.max_queued = static_cast<size_t>(config_.router().watch_max_queued());
+    state_service_ =
+        std::make_unique<router::StateService>(*router_, *feed_, default_deadline, watch_options);
     admin_service_ =
         std::make_unique<router::AdminService>(*router_, feed_.get(), default_deadline);
     builder.RegisterService(state_service_.get());

@@ -1,0 +1,61 @@
+#ifndef TALLY_TESTS_INTEGRATION_CLUSTER_H_
+#define TALLY_TESTS_INTEGRATION_CLUSTER_H_
+
+// A Tally cluster of real tallyd processes for tests: one config (a scenario "demo" with a
+// majority reducer), processes started by id with their roles, gRPC stubs to each, and waits on
+// DescribeCluster. Not thread-safe, except the stubs (gRPC stubs are).
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tally/v1/state.grpc.pb.h"
+#include "tests/integration/node_harness.h"
+#include "tests/testing/temp_dir.h"
+
+namespace tally::test {
+
+class TestCluster {
+ public:
+  static constexpr char kScenario[] = "demo";
+
+  // `router_fields` go inside the config's router { } (e.g. "watch_max_queued: 100").
+  TestCluster(const std::string& bootstrap, int partitions, const std::string& router_fields = "");
+
+  // Starts a process with the node and router roles.
+  absl::Status StartNode(const std::string& id);
+  // Starts a process with the router role only.
+  absl::Status StartRouter(const std::string& id);
+  TallydProcess& process(const std::string& id) { return *processes_.at(id); }
+
+  v1::StateService::Stub& state(const std::string& id) { return *state_stubs_.at(id); }
+  v1::AdminService::Stub& admin(const std::string& id) { return *admin_stubs_.at(id); }
+
+  absl::StatusOr<v1::DescribeClusterResponse> Describe(const std::string& via);
+  // Waits until every partition is ACTIVE and each of `owners` owns one. False on timeout.
+  bool WaitAllActive(const std::string& via, const std::set<std::string>& owners,
+                     absl::Duration timeout = absl::Seconds(90));
+
+  const std::string& app() const { return app_; }
+  int partitions() const { return partitions_; }
+  // The last 4000 bytes of every process's log, for failure messages.
+  std::string Logs() const;
+
+ private:
+  absl::Status Start(const std::string& id, const std::string& config_path);
+
+  TempDir dir_;
+  const int partitions_;
+  std::string app_;
+  std::string node_config_, router_config_;
+  std::map<std::string, std::unique_ptr<TallydProcess>> processes_;
+  std::map<std::string, std::unique_ptr<v1::StateService::Stub>> state_stubs_;
+  std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;
+};
+
+}  // namespace tally::test
+
+#endif  // TALLY_TESTS_INTEGRATION_CLUSTER_H_
