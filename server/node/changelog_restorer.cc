@@ -250,6 +250,9 @@ absl::StatusOr<RestoreStats> ChangelogRestorer::Restore(storage::Shard& shard,
       next_meta.set_changelog_offset(chunk.next_offset);
       next_meta.set_source_offset(
           std::max(next_meta.source_offset(), chunk.staged.max_source_offset()));
+      // Where the restored states stand in the changes stream (WatchState's snapshots).
+      next_meta.set_changes_offset(
+          std::max(next_meta.changes_offset(), chunk.staged.max_changes_offset()));
       (*batch)->PutStaged(std::move(chunk.staged));
       (*batch)->SetMeta(next_meta);
       committed = true;

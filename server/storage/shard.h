@@ -98,6 +98,8 @@ class StagedObjects {
   size_t bytes() const;
   // The largest source_offset of the records staged with PutObjectBytes; -1 if none.
   int64_t max_source_offset() const;
+  // The largest changes_offset of the records staged with PutObjectBytes; -1 if none.
+  int64_t max_changes_offset() const;
 
  private:
   friend internal::StagedWrites& internal::WritesOf(StagedObjects& staged);

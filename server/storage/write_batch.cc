@@ -400,10 +400,12 @@ void StagedWrites::Append(StagedWrites& other) {
     arena.Adopt(other.arena);
     writes.insert(writes.end(), other.writes.begin(), other.writes.end());
     max_source_offset = std::max(max_source_offset, other.max_source_offset);
+    max_changes_offset = std::max(max_changes_offset, other.max_changes_offset);
     bytes += other.bytes;
   }
   other.writes.clear();
   other.max_source_offset = -1;
+  other.max_changes_offset = -1;
   other.bytes = 0;
 }
 
@@ -427,6 +429,7 @@ absl::Status StageObjectBytes(std::string_view dir, std::string_view object_key,
     StageObject(object_key, data, writes);
   }
   writes.max_source_offset = std::max(writes.max_source_offset, summary->source_offset);
+  writes.max_changes_offset = std::max(writes.max_changes_offset, summary->changes_offset);
   return absl::OkStatus();
 }
 
@@ -465,5 +468,6 @@ size_t StagedObjects::size() const { return writes_->writes.size(); }
 size_t StagedObjects::bytes() const { return writes_->bytes; }
 
 int64_t StagedObjects::max_source_offset() const { return writes_->max_source_offset; }
+int64_t StagedObjects::max_changes_offset() const { return writes_->max_changes_offset; }
 
 }  // namespace tally::storage

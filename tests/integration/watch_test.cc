@@ -303,6 +303,42 @@ TEST_F(WatchTest, SendInitialThenStreamEqualsTheFinalListUnderConcurrentWriters)
   EXPECT_THAT(single.version_errors, ::testing::IsEmpty());
 }
 
+TEST_F(WatchTest, SendInitialFromShardsRestoredOnAnotherNodeStartsAtTheirChangesOffset) {
+  cluster_ = std::make_unique<TestCluster>(KafkaBootstrapOrDie(), 4);
+  ASSERT_TRUE(cluster_->StartNode("n1").ok());
+  ASSERT_TRUE(cluster_->WaitAllActive("n1", {"n1"})) << cluster_->Logs();
+  auto flips = [](int from, int count) {
+    std::vector<v1::ReportStateRequest> requests;
+    for (int i = from; i < from + count; ++i) {
+      requests.push_back(Report(absl::StrCat("m-", i % 30), "a", (i / 30) % 2 ? "up" : "down"));
+    }
+    return requests;
+  };
+  LastWrites last;
+  ASSERT_TRUE(ReportAll(cluster_->state("n1"), flips(0, 300), &last));
+  ASSERT_TRUE(WaitApplied(cluster_->state("n1"), last));
+  // n2 takes over some partitions by restoring them from the changelog: its shards learn their
+  // changes offsets from the changelog records, not from a meta they never wrote.
+  ASSERT_TRUE(cluster_->StartNode("n2").ok());
+  ASSERT_TRUE(cluster_->WaitAllActive("n1", {"n1", "n2"})) << cluster_->Logs();
+
+  StreamWatcher watcher(cluster_->state("n2"), Watch("m-", "", true));
+  ASSERT_TRUE(ReportAll(cluster_->state("n2"), flips(300, 300), &last));
+  ASSERT_TRUE(WaitApplied(cluster_->state("n1"), last));
+  const std::map<std::string, Seen> final_states = ListAll(cluster_->state("n1"), "m-");
+  ASSERT_EQ(final_states.size(), 30u);
+  bool converged = WaitFor(
+      [&] {
+        std::lock_guard lock(watcher.mu);
+        return SameStates(watcher.states, final_states);
+      },
+      absl::Seconds(60));
+  watcher.Cancel();
+  EXPECT_TRUE(converged) << Diff(watcher.states, final_states);
+  EXPECT_THAT(watcher.version_errors, ::testing::IsEmpty());
+  for (const auto& [key, seen] : final_states) EXPECT_EQ(seen.version, 20) << key;
+}
+
 TEST_F(WatchTest, ResumeOnAnotherRouterAfterSigkillHasNoGapAndNoDuplicate) {
   cluster_ = std::make_unique<TestCluster>(KafkaBootstrapOrDie(), 4);
   ASSERT_TRUE(cluster_->StartNode("n1").ok());

@@ -27,6 +27,7 @@ constexpr uint32_t Tag(int field, WireType type) {
 constexpr uint32_t kStateTag = Tag(ObjectRecord::kStateFieldNumber, kLengthDelimited);
 constexpr uint32_t kVoteTag = Tag(ObjectRecord::kVotesFieldNumber, kLengthDelimited);
 constexpr uint32_t kSourceOffsetTag = Tag(ObjectRecord::kSourceOffsetFieldNumber, kVarint);
+constexpr uint32_t kChangesOffsetTag = Tag(ObjectRecord::kChangesOffsetFieldNumber, kVarint);
 constexpr uint32_t kAgentIdTag = Tag(Vote::kAgentIdFieldNumber, kLengthDelimited);
 constexpr uint32_t kExpiryTag = Tag(Vote::kExpiresAtMsFieldNumber, kVarint);
 
@@ -163,6 +164,12 @@ std::optional<RecordSummary> ScanObjectRecord(std::string_view bytes) {
       uint64_t varint = 0;
       if (!in.ReadVarint(&varint)) return std::nullopt;
       summary.source_offset = static_cast<int64_t>(varint);
+      continue;
+    }
+    if (tag == kChangesOffsetTag) {
+      uint64_t varint = 0;
+      if (!in.ReadVarint(&varint)) return std::nullopt;
+      summary.changes_offset = static_cast<int64_t>(varint);
       continue;
     }
     if (tag != kVoteTag) {

@@ -30,6 +30,8 @@ struct RecordSummary {
   size_t max_agent_id_size = 0;
   // Its source_offset (ScanObjectRecord only; 0 if absent).
   int64_t source_offset = 0;
+  // Its changes_offset (ScanObjectRecord only; 0 if absent).
+  int64_t changes_offset = 0;
 };
 
 // Walks the wire format of an ObjectRecord: every top-level field and every field of every vote

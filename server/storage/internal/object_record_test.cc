@@ -31,6 +31,7 @@ ObjectRecord MakeRecord(std::initializer_list<Vote> votes) {
   (*record.mutable_state()->mutable_tally())["attacked"] = static_cast<int32_t>(votes.size());
   for (const Vote& vote : votes) *record.add_votes() = vote;
   record.set_source_offset(99);
+  record.set_changes_offset(42);
   return record;
 }
 
@@ -43,6 +44,7 @@ TEST(ScanObjectRecordTest, FindsEarliestExpiryAndLongestAgentId) {
   EXPECT_EQ(summary->max_agent_id_size, 3u);
   EXPECT_TRUE(summary->votes_canonical);
   EXPECT_EQ(summary->source_offset, 99);
+  EXPECT_EQ(summary->changes_offset, 42);
 }
 
 TEST(ScanObjectRecordTest, NoVotesMeansNoExpiry) {

@@ -65,6 +65,7 @@ struct StagedWrites {
   Arena arena;
   std::vector<PendingObject> writes;
   int64_t max_source_offset = -1;
+  int64_t max_changes_offset = -1;
   size_t bytes = 0;  // Of keys, values and writes.
 
   void Put(std::string_view key, std::string_view value, const RecordSummary& summary) {
