@@ -3,8 +3,8 @@
 // serves every test of the suite (each test uses its own keys), because starting one costs
 // seconds.
 //
-// Not covered here: WatchState (the router does not serve it yet); Client::Watch's resume logic
-// is tested against fake routers in client_unit_test.cc.
+// Client::Watch's reconnection after a broken stream is tested against fake routers in
+// client_unit_test.cc; here watches end and resume by the caller's choice.
 
 #include "client/client.h"
 
@@ -312,6 +312,84 @@ TEST_F(ClientClusterTest, ARouterThatGoesDownIsSkippedForTheNext) {
   cluster->processes.erase("r1");
 }
 
+// Reports `state` for `key` and waits until it is applied.
+void ReportApplied(Client& client, const std::string& key, const std::string& agent,
+                   const std::string& state) {
+  absl::StatusOr<std::string> token = client.Report(kScenario, key, agent, state);
+  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_TRUE(client.Get(kScenario, key, {.min_token = *token}).ok());
+}
+
+// The next event that is not progress, or the error.
+absl::StatusOr<v1::WatchStateResponse> NextEvent(WatchStream& stream) {
+  for (;;) {
+    absl::StatusOr<v1::WatchStateResponse> event = stream.Next();
+    if (!event.ok() || !event->has_progress()) return event;
+  }
+}
+
+TEST_F(ClientClusterTest, WatchListsThenFollowsChangesAndResumesFromAToken) {
+  auto client = MakeClient();
+  const std::string prefix = Key("w/");
+  for (const char* name : {"a", "b", "c"}) ReportApplied(*client, prefix + name, "a1", "ok");
+  ReportApplied(*client, Key("outside"), "a1", "ok");
+
+  auto stream = client->Watch(kScenario, WatchTarget::Prefix(prefix),
+                              {.send_initial = true, .timeout = absl::Seconds(60)});
+  std::set<std::string> initial;
+  for (;;) {
+    absl::StatusOr<v1::WatchStateResponse> event = NextEvent(*stream);
+    ASSERT_TRUE(event.ok()) << event.status();
+    if (event->has_snapshot_done()) break;
+    ASSERT_TRUE(event->has_initial()) << event->DebugString();
+    initial.insert(event->initial().object_key());
+    EXPECT_EQ(event->initial().state(), "ok");
+  }
+  EXPECT_EQ(initial, (std::set<std::string>{prefix + "a", prefix + "b", prefix + "c"}));
+
+  // A vote that changes b's majority: one change event.
+  ReportApplied(*client, prefix + "b", "a2", "attack");
+  ReportApplied(*client, prefix + "b", "a3", "attack");
+  absl::StatusOr<v1::WatchStateResponse> change = NextEvent(*stream);
+  ASSERT_TRUE(change.ok()) << change.status();
+  ASSERT_TRUE(change->has_change()) << change->DebugString();
+  EXPECT_EQ(change->change().object_key(), prefix + "b");
+  EXPECT_EQ(change->change().old_state(), "ok");
+  EXPECT_EQ(change->change().new_state(), "attack");
+  EXPECT_EQ(change->change().cause(), v1::REPORT);
+  const std::string token = stream->resume_token();
+  EXPECT_FALSE(token.empty());
+  stream->Cancel();
+  EXPECT_EQ(stream->Next().status().code(), absl::StatusCode::kCancelled);
+
+  // Changes while nobody watches are delivered to a watch resumed from the token, once each.
+  absl::StatusOr<std::string> purged = client->Purge(kScenario, prefix + "a");
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  ASSERT_TRUE(client
+                  ->Set([&] {
+                    v1::SetStateRequest set;
+                    set.set_scenario(kScenario);
+                    set.set_object_key(prefix + "c");
+                    set.set_state("attack");
+                    set.set_pin(true);
+                    return set;
+                  }())
+                  .ok());
+  auto resumed = client->Watch(kScenario, WatchTarget::Prefix(prefix),
+                               {.resume_token = token, .timeout = absl::Seconds(60)});
+  std::map<std::string, v1::ChangeCause> causes;
+  while (causes.size() < 2) {
+    absl::StatusOr<v1::WatchStateResponse> event = NextEvent(*resumed);
+    ASSERT_TRUE(event.ok()) << event.status();
+    ASSERT_TRUE(event->has_change()) << event->DebugString();
+    EXPECT_FALSE(causes.count(event->change().object_key()))
+        << "duplicate " << event->DebugString();
+    causes[event->change().object_key()] = event->change().cause();
+  }
+  EXPECT_EQ(causes[prefix + "a"], v1::PURGE);
+  EXPECT_EQ(causes[prefix + "c"], v1::SET);
+}
+
 // ---- tallyctl, run as a subprocess against the same cluster ----
 
 struct CliRun {
@@ -510,6 +588,45 @@ TEST_F(TallyctlTest, DescribePrintsNodesAndPartitions) {
   v1::DescribeClusterResponse described;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &described).ok()) << json.out;
   EXPECT_EQ(described.partitions_size(), kPartitions);
+}
+
+TEST_F(TallyctlTest, WatchPrintsTheSnapshotThenChanges) {
+  auto client = MakeClient();
+  const std::string prefix = Key("w/");
+  ReportApplied(*client, prefix + "a", "a1", "ok");
+  ReportApplied(*client, prefix + "b", "a1", "ok");
+
+  // Two initial states and snapshot_done: three events.
+  CliRun snapshot = Tallyctl({"watch", kScenario, "--prefix", prefix, "--initial", "--count=3"});
+  ASSERT_EQ(snapshot.exit_code, 0) << snapshot.err;
+  std::vector<std::string> lines = absl::StrSplit(snapshot.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << snapshot.out;
+  // Partitions are snapshotted one after another: no key order across them.
+  std::sort(lines.begin(), lines.begin() + 2, [&](const std::string& x, const std::string& y) {
+    return x.find(prefix + "a") != std::string::npos && y.find(prefix + "b") != std::string::npos;
+  });
+  EXPECT_THAT(lines[0], HasSubstr("  initial  " + prefix + "a  ok  v1"));
+  EXPECT_THAT(lines[1], HasSubstr("  initial  " + prefix + "b  ok  v1"));
+  EXPECT_THAT(lines[2], HasSubstr("snapshot done"));
+
+  // The JSON snapshot's last resume token, then a change after it.
+  CliRun json =
+      Tallyctl({"watch", kScenario, prefix + "a", "--initial", "--count=2", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  lines = absl::StrSplit(json.out, '\n', absl::SkipEmpty());
+  v1::WatchStateResponse done;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(lines.back(), &done).ok()) << json.out;
+  ASSERT_TRUE(done.has_snapshot_done()) << json.out;
+  ReportApplied(*client, prefix + "a", "a2", "attack");
+  ReportApplied(*client, prefix + "a", "a3", "attack");
+  CliRun change = Tallyctl({"watch", kScenario, prefix + "a", "--resume_token", done.resume_token(),
+                            "--count=1", "--for=60s"});
+  ASSERT_EQ(change.exit_code, 0) << change.err;
+  EXPECT_THAT(change.out, HasSubstr("  report  " + prefix + "a  ok -> attack  v2\n"));
+
+  CliRun bad = Tallyctl({"watch", kScenario, "--resume_token=garbage", "--count=1"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
 }
 
 }  // namespace
