@@ -33,6 +33,7 @@ class TallydProcess {
   bool running() const { return pid_ > 0; }
   // host:port the process serves on (from its ready file); valid after Start().
   const std::string& address() const { return address_; }
+  pid_t pid() const { return pid_; }
   // The process's log so far.
   std::string Log() const;
   // Sum of `field` over the log lines whose msg is `msg` (e.g. restored_records of

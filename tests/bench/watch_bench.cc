@@ -1,0 +1,241 @@
+// WatchState fan-out benchmark: one tallyd (node and router) on a real broker, N watchers on it
+// (callback-API streams over 16 connections), and paced changes. Prints, as a table, the
+// delivery latency p50/p99 from the change's time (stamped by the processor in the transaction
+// that commits it) to its receipt by each watcher, next to baselines measured in the same run:
+// an empty gRPC call (Health/Check) and the same delivery with one watcher. Also the router's
+// memory per watcher (RSS growth while the watchers connect, divided by their number).
+//
+//   watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=100] [PACE_MS=200]
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "tally/v1/state.grpc.pb.h"
+#include "tests/integration/cluster.h"
+#include "tests/testing/wait.h"
+
+namespace tally::test {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+class LatencyWatcher final : public grpc::ClientReadReactor<v1::WatchStateResponse> {
+ public:
+  explicit LatencyWatcher(v1::StateService::Stub& stub) {
+    request_.set_scenario(TestCluster::kScenario);
+    stub.async()->WatchState(&context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    const int64_t now_us = absl::ToUnixMicros(absl::Now());
+    {
+      std::lock_guard lock(mu_);
+      ++responses_;
+      if (response_.has_change()) {
+        latencies_us_.push_back(now_us - TimeUtil::TimestampToMicroseconds(response_.change().time()));
+      }
+    }
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    std::lock_guard lock(mu_);
+    status_ = status;
+    done_ = true;
+    cv_.notify_all();
+  }
+  void Stop() {
+    context_.TryCancel();
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+  int responses() {
+    std::lock_guard lock(mu_);
+    return responses_;
+  }
+  size_t changes() {
+    std::lock_guard lock(mu_);
+    return latencies_us_.size();
+  }
+  std::vector<int64_t> latencies() {
+    std::lock_guard lock(mu_);
+    return latencies_us_;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  v1::WatchStateRequest request_;
+  v1::WatchStateResponse response_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  int responses_ = 0;
+  grpc::Status status_;
+  std::vector<int64_t> latencies_us_;
+};
+
+int64_t RssKiB(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return 0;
+}
+
+double Percentile(std::vector<int64_t> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t i = std::min(values.size() - 1, static_cast<size_t>(p * (values.size() - 1)));
+  return values[i] / 1000.0;  // ms
+}
+
+// Writes `events` changes, one every `pace`, and waits until every watcher has them all.
+bool Drive(TestCluster& cluster, std::vector<std::unique_ptr<LatencyWatcher>>& watchers,
+           int events, absl::Duration pace, int round) {
+  std::vector<size_t> before;
+  for (auto& w : watchers) before.push_back(w->changes());
+  for (int i = 0; i < events; ++i) {
+    v1::ReportStateRequest request;
+    request.set_scenario(TestCluster::kScenario);
+    request.set_object_key(absl::StrCat("bench-", i % 50));
+    request.set_agent_id("a");
+    request.set_state(absl::StrCat("r", round, "-", i / 50));  // every report a change
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ReportStateResponse response;
+    if (!cluster.state("n1").ReportState(&context, request, &response).ok()) return false;
+    absl::SleepFor(pace);  // pacing the load, not synchronisation
+  }
+  return WaitFor(
+      [&] {
+        for (size_t i = 0; i < watchers.size(); ++i) {
+          if (watchers[i]->changes() < before[i] + events) return false;
+        }
+        return true;
+      },
+      absl::Seconds(300));
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=200]\n";
+    return 2;
+  }
+  const std::string bootstrap = argv[1];
+  const int n = argc > 2 ? std::stoi(argv[2]) : 10000;
+  const int events = argc > 3 ? std::stoi(argv[3]) : 100;
+  const absl::Duration pace = absl::Milliseconds(argc > 4 ? std::stoi(argv[4]) : 200);
+
+  TestCluster cluster(bootstrap, 2, "watch_max_queued: 100000");
+  if (absl::Status s = cluster.StartNode("n1"); !s.ok()) {
+    std::cerr << s << "\n";
+    return 1;
+  }
+  if (!cluster.WaitAllActive("n1", {"n1"})) {
+    std::cerr << "partitions not active\n" << cluster.Logs();
+    return 1;
+  }
+  const std::string address = cluster.process("n1").address();
+
+  // Baseline 1: an empty gRPC call.
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::vector<int64_t> empty_us;
+  for (int i = 0; i < 2000; ++i) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckResponse response;
+    absl::Time start = absl::Now();
+    health->Check(&context, {}, &response);
+    empty_us.push_back(absl::ToInt64Microseconds(absl::Now() - start));
+  }
+
+  std::vector<std::unique_ptr<v1::StateService::Stub>> stubs;
+  for (int c = 0; c < 16; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("tally.bench.connection", c);
+    stubs.push_back(v1::StateService::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  }
+  auto registered = [](std::vector<std::unique_ptr<LatencyWatcher>>& ws) {
+    return WaitFor(
+        [&] {
+          for (auto& w : ws) {
+            if (w->responses() == 0) return false;
+          }
+          return true;
+        },
+        absl::Seconds(300));
+  };
+
+  // Baseline 2: the same delivery with one watcher.
+  std::vector<std::unique_ptr<LatencyWatcher>> one;
+  one.push_back(std::make_unique<LatencyWatcher>(*stubs[0]));
+  if (!registered(one) || !Drive(cluster, one, events, pace, 0)) {
+    std::cerr << "one-watcher run failed\n" << cluster.Logs();
+    return 1;
+  }
+  std::vector<int64_t> one_us = one[0]->latencies();
+  one[0]->Stop();
+
+  // N watchers.
+  const pid_t pid = cluster.process("n1").pid();
+  const int64_t rss_before = RssKiB(pid);
+  std::vector<std::unique_ptr<LatencyWatcher>> many;
+  for (int i = 0; i < n; ++i) many.push_back(std::make_unique<LatencyWatcher>(*stubs[i % 16]));
+  if (!registered(many)) {
+    std::cerr << "watchers did not all register\n";
+    return 1;
+  }
+  const int64_t rss_after = RssKiB(pid);
+  if (!Drive(cluster, many, events, pace, 1)) {
+    std::cerr << "not every watcher got every event\n" << cluster.Logs();
+    return 1;
+  }
+  std::vector<int64_t> many_us;
+  for (auto& w : many) {
+    std::vector<int64_t> l = w->latencies();
+    many_us.insert(many_us.end(), l.begin(), l.end());
+  }
+  for (auto& w : many) w->Stop();
+
+  const double empty_p50 = Percentile(empty_us, 0.5), empty_p99 = Percentile(empty_us, 0.99);
+  const double one_p50 = Percentile(one_us, 0.5), one_p99 = Percentile(one_us, 0.99);
+  const double many_p50 = Percentile(many_us, 0.5), many_p99 = Percentile(many_us, 0.99);
+  std::cout << absl::StrFormat(
+      "%d watchers on one router, %d changes one every %s; latency from the change's time to "
+      "receipt.\n\n",
+      n, events, absl::FormatDuration(pace));
+  std::cout << "| figure | p50 ms | p99 ms | p99 / empty call p99 |\n|---|---|---|---|\n";
+  std::cout << absl::StrFormat("| empty gRPC call (Health/Check), baseline | %.2f | %.2f | 1.0 |\n",
+                               empty_p50, empty_p99);
+  std::cout << absl::StrFormat("| delivery to 1 watcher, baseline | %.2f | %.2f | %.1f |\n",
+                               one_p50, one_p99, one_p99 / empty_p99);
+  std::cout << absl::StrFormat("| delivery to each of %d watchers | %.2f | %.2f | %.1f |\n", n,
+                               many_p50, many_p99, many_p99 / empty_p99);
+  std::cout << absl::StrFormat(
+      "\nSamples: %zu deliveries. Target: p99 <= 50 ms -> %s. Router memory: %.1f KiB per "
+      "watcher (RSS %d -> %d KiB).\n",
+      many_us.size(), many_p99 <= 50 ? "met" : "NOT met",
+      static_cast<double>(rss_after - rss_before) / n, rss_before, rss_after);
+  return 0;
+}
+
+}  // namespace
+}  // namespace tally::test
+
+int main(int argc, char** argv) { return tally::test::Main(argc, argv); }
