@@ -10,8 +10,8 @@
 // and in `expiry`): a restore writes the changelog's record of an object as it comes, two puts
 // per object instead of 2 + 2 per vote. An object's expiry entry is at the earliest expiry of
 // its votes (none without votes), using max(expires_at_ms, 0), so a negative expiry counts as
-// already expired. An ObjectRecord's source_offset is not part of the object: it is kept as
-// PutObjectBytes got it and ignored.
+// already expired. An ObjectRecord's source_offset and changes_offset are not part of the object:
+// they are kept as PutObjectBytes got them and ignored.
 // Object keys must be non-empty and must not contain '\0', and every vote must satisfy
 // object_key.size() + agent_id.size() <= kMaxObjectAndAgentIdSize (callers validate this; Commit()
 // rejects a batch that breaks it with INVALID_ARGUMENT).
