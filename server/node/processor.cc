@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/log.h"
@@ -564,6 +565,21 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   storage::ShardOptions options;
   options.initial_map_size = static_cast<uint64_t>(config_.node().shard_map_size_mib()) << 20;
   auto shard = storage::Shard::Open(dir, options);
+  if (!shard.ok() && shard.status().code() == absl::StatusCode::kFailedPrecondition &&
+      absl::StrContains(shard.status().message(), "schema version")) {
+    // A shard written by another release: the changelog holds everything it held, so set it
+    // aside (not deleted: an operator may want it back) and restore a fresh one.
+    std::string aside = absl::StrCat(dir, ".schema-mismatch-", NowMs());
+    log::Warn("shard of another schema version set aside; restoring from the changelog",
+              {{"dir", dir}, {"moved_to", aside}, {"error", shard.status().ToString()}});
+    std::filesystem::rename(dir, aside, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot move ", dir, " aside: ", ec.message(), " (", shard.status().message(), ")"));
+    }
+    std::filesystem::create_directories(dir, ec);
+    shard = storage::Shard::Open(dir, options);
+  }
   if (!shard.ok()) return shard.status();
   std::shared_ptr<storage::Shard> shared(std::move(*shard));
   registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});

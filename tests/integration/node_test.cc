@@ -242,6 +242,41 @@ TEST_F(NodeTest, CleanRestartRestoresNothingAndKeepsStates) {
   ExpectShardsMatchModel({absl::StrCat(dir_.path(), "/n1")});
 }
 
+TEST_F(NodeTest, ShardOfAnotherSchemaIsSetAsideAndRestoredFromTheChangelog) {
+  std::mt19937_64 rng(Seed());
+  auto node = NewNode("n1");
+  ASSERT_TRUE(node->Start().ok());
+  RandomReports(rng, 600, 30, 5);
+  WaitProcessed();
+  ASSERT_EQ(node->Signal(SIGTERM), 0);
+
+  // Make one shard look as if an older release wrote it.
+  const std::string dir = absl::StrCat(dir_.path(), "/n1/maj/0");
+  {
+    auto shard = storage::Shard::Open(dir, storage::ShardOptions{});
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    auto batch = (*shard)->NewWriteBatch();
+    ASSERT_TRUE(batch.ok());
+    auto meta = (*batch)->GetMeta();
+    ASSERT_TRUE(meta.ok());
+    meta->set_schema_version(storage::kShardSchemaVersion - 1);
+    (*batch)->SetMeta(*meta);
+    ASSERT_TRUE((*batch)->Commit().ok());
+  }
+
+  auto restarted = NewNode("n1", "-restart");
+  ASSERT_TRUE(restarted->Start().ok());
+  RandomReports(rng, 200, 30, 5);
+  WaitProcessed();
+  EXPECT_THAT(restarted->Log(), ::testing::HasSubstr("shard of another schema version set aside"));
+  auto [restored, assigned] = restarted->SumLogField("partition assigned", "restored_records");
+  EXPECT_EQ(assigned, 3 * kPartitions) << restarted->Log();
+  EXPECT_GT(restored, 0) << "the set-aside shard must be restored from the changelog";
+  ExpectChangelogMatchesModel();
+  ASSERT_EQ(restarted->Signal(SIGTERM), 0);
+  ExpectShardsMatchModel({absl::StrCat(dir_.path(), "/n1")});
+}
+
 TEST_F(NodeTest, SigkillMidStreamLosesNothingAndDuplicatesNothing) {
   std::mt19937_64 rng(Seed());
   auto node = NewNode("n1");
