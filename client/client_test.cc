@@ -19,8 +19,10 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -388,6 +390,61 @@ TEST_F(ClientClusterTest, WatchListsThenFollowsChangesAndResumesFromAToken) {
   }
   EXPECT_EQ(causes[prefix + "a"], v1::PURGE);
   EXPECT_EQ(causes[prefix + "c"], v1::SET);
+}
+
+TEST_F(ClientClusterTest, WatchSurvivesARouterKilledMidStreamWithoutLosingOrRepeatingAnEvent) {
+  // A router-only process first in the list: the watch starts there and must move to n1.
+  absl::Status started = cluster->Start("r2", cluster->WriteConfig("router2", false));
+  ASSERT_TRUE(started.ok()) << started;
+  TallydProcess& router = *cluster->processes["r2"];
+  ClientOptions options;
+  options.default_timeout = absl::Seconds(30);
+  auto created = Client::Create({router.address(), cluster->routers[0]}, std::move(options));
+  ASSERT_TRUE(created.ok()) << created.status();
+  Client& client = **created;
+  const std::string prefix = Key("k/");
+  auto stream =
+      client.Watch(kScenario, WatchTarget::Prefix(prefix), {.timeout = absl::Seconds(120)});
+  // The first progress message says the watch is live on r2.
+  absl::StatusOr<v1::WatchStateResponse> first = stream->Next();
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  std::mutex mu;
+  std::map<std::string, std::vector<int64_t>> versions;
+  int received = 0;
+  std::thread reader([&] {
+    while (true) {
+      absl::StatusOr<v1::WatchStateResponse> event = NextEvent(*stream);
+      if (!event.ok()) return;
+      if (!event->has_change()) continue;
+      std::lock_guard lock(mu);
+      versions[event->change().object_key()].push_back(event->change().version());
+      if (++received == 200) return;
+    }
+  });
+  auto count = [&] {
+    std::lock_guard lock(mu);
+    return received;
+  };
+  // One agent per key, alternating values: every report is a change (10 keys x 20 versions).
+  for (int i = 0; i < 200; ++i) {
+    if (i == 60) {
+      ASSERT_TRUE(test::WaitFor([&] { return count() >= 40; }, absl::Seconds(60)));
+      router.Signal(SIGKILL);
+    }
+    absl::StatusOr<std::string> token =
+        client.Report(kScenario, absl::StrCat(prefix, i % 10), "a1", (i / 10) % 2 ? "up" : "down");
+    ASSERT_TRUE(token.ok()) << token.status();
+  }
+  bool all = test::WaitFor([&] { return count() == 200; }, absl::Seconds(90));
+  stream->Cancel();
+  reader.join();
+  cluster->processes.erase("r2");
+  ASSERT_TRUE(all) << "received " << count() << " of 200 changes";
+  EXPECT_GE(stream->resumes(), 1);
+  std::vector<int64_t> expected;
+  for (int64_t v = 1; v <= 20; ++v) expected.push_back(v);
+  for (int k = 0; k < 10; ++k) EXPECT_EQ(versions[absl::StrCat(prefix, k)], expected) << k;
 }
 
 // ---- tallyctl, run as a subprocess against the same cluster ----
