@@ -1,7 +1,5 @@
 #include "agent/config/config.h"
 
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -9,26 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/check/check.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
-#include "google/protobuf/util/json_util.h"
+#include "server/common/proto_file.h"
 
 namespace tally::agent {
 namespace {
-
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    errors_.push_back(absl::StrCat(line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, int column, const std::string& message) override {
-    AddError(line, column, message);
-  }
-  std::string Joined() const { return absl::StrJoin(errors_, "; "); }
-
- private:
-  std::vector<std::string> errors_;
-};
 
 absl::Status Invalid(const std::string& field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
@@ -62,33 +44,14 @@ google::protobuf::Duration ToProto(absl::Duration d) {
 absl::StatusOr<v1::AgentConfig> ParseAgentConfig(const std::string& text,
                                                  const std::string& origin) {
   v1::AgentConfig config;
-  absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(text);
-  if (!trimmed.empty() && trimmed.front() == '{') {
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    auto status = google::protobuf::util::JsonStringToMessage(text, &config, options);
-    if (!status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(origin, ": invalid JSON config: ", status.message().as_string()));
-    }
-    return config;
-  }
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &config)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ": invalid textproto config: ", errors.Joined()));
-  }
+  if (absl::Status s = common::ParseTextOrJson(text, origin, &config); !s.ok()) return s;
   return config;
 }
 
 absl::StatusOr<v1::AgentConfig> LoadAgentConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("config file ", path, ": cannot be read"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return ParseAgentConfig(buffer.str(), path);
+  v1::AgentConfig config;
+  if (absl::Status s = common::LoadTextOrJsonFile(path, &config); !s.ok()) return s;
+  return config;
 }
 
 void ApplyDefaults(v1::AgentConfig& config) {

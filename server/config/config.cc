@@ -1,34 +1,14 @@
 #include "server/config/config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
-#include "google/protobuf/util/json_util.h"
+#include "server/common/proto_file.h"
 #include "server/processor/reducer.h"
 
 namespace tally::config {
 namespace {
-
-// Collects textproto parse errors with their position.
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    errors_.push_back(absl::StrCat(line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, int column, const std::string& message) override {
-    AddError(line, column, message);
-  }
-  std::string Joined() const { return absl::StrJoin(errors_, "; "); }
-
- private:
-  std::vector<std::string> errors_;
-};
 
 // Topic-name safe and readable: lower-case letters, digits, '-', '_' and '.'.
 bool IsName(const std::string& s, bool allow_dot) {
@@ -49,33 +29,14 @@ absl::Status Invalid(const std::string& field, absl::string_view why) {
 
 absl::StatusOr<v1::Config> ParseConfig(const std::string& text, const std::string& origin) {
   v1::Config config;
-  absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(text);
-  if (!trimmed.empty() && trimmed.front() == '{') {
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    auto status = google::protobuf::util::JsonStringToMessage(text, &config, options);
-    if (!status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(origin, ": invalid JSON config: ", status.message().as_string()));
-    }
-    return config;
-  }
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &config)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, ": invalid textproto config: ", errors.Joined()));
-  }
+  if (absl::Status s = common::ParseTextOrJson(text, origin, &config); !s.ok()) return s;
   return config;
 }
 
 absl::StatusOr<v1::Config> LoadConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("config file ", path, ": cannot be read"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return ParseConfig(buffer.str(), path);
+  v1::Config config;
+  if (absl::Status s = common::LoadTextOrJsonFile(path, &config); !s.ok()) return s;
+  return config;
 }
 
 void ApplyDefaults(v1::Config& config) {
