@@ -16,7 +16,7 @@ GRPCURL_VERSION=v1.9.3
 _tally_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates python3 curl openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librdkafka-dev liblmdb-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  librdkafka-dev liblmdb-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
 )
 
 _tally_missing=()

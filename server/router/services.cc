@@ -40,7 +40,11 @@ grpc::Status WaitForWrite(absl::Time deadline, const std::function<void(Router::
 class ReportStream final
     : public grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse> {
  public:
-  explicit ReportStream(Router& router) : router_(router), state_(std::make_shared<State>()) {
+  ReportStream(Router& router, const auth::Authorizer& auth, auth::Principal principal)
+      : router_(router),
+        auth_(auth),
+        principal_(std::move(principal)),
+        state_(std::make_shared<State>()) {
     state_->stream = this;
     StartRead(&request_);
   }
@@ -57,7 +61,7 @@ class ReportStream final
     ++state_->in_flight;
     lock.unlock();
     std::shared_ptr<State> state = state_;
-    router_.Report(request_, [state, index](absl::StatusOr<std::string> token) {
+    auto done = [state, index](absl::StatusOr<std::string> token) {
       std::unique_lock lock(state->mu);
       --state->in_flight;
       for (Slot& slot : state->pending) {
@@ -73,7 +77,12 @@ class ReportStream final
         break;
       }
       if (state->stream != nullptr) state->stream->MaybeAdvance(lock);
-    });
+    };
+    if (absl::Status s = BindAgentIdentity(auth_, principal_, request_); !s.ok()) {
+      done(s);
+    } else {
+      router_.Report(request_, std::move(done));
+    }
     lock.lock();
     if (state_->in_flight < kMaxInFlightPerStream && !state_->finished) {
       StartRead(&request_);
@@ -155,11 +164,38 @@ class ReportStream final
   }
 
   Router& router_;
+  const auth::Authorizer& auth_;
+  const auth::Principal principal_;
   std::shared_ptr<State> state_;
   v1::ReportStateRequest request_;
 };
 
+// A stream refused before it starts (credentials, bad request).
+template <typename Reactor>
+class Refused final : public Reactor {
+ public:
+  explicit Refused(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+absl::Status BindAgentIdentity(const auth::Authorizer& auth, const auth::Principal& principal,
+                               v1::ReportStateRequest& request) {
+  if (!auth.enabled()) return absl::OkStatus();
+  if (request.agent_id().empty()) {
+    request.set_agent_id(principal.name);
+    return absl::OkStatus();
+  }
+  if (request.agent_id() != principal.name) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("agent_id: \"", request.agent_id().substr(0, 128),
+                     "\" is not the principal of your "
+                     "credentials (\"",
+                     principal.name, "\"): an agent reports only as itself"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Time CallDeadline(std::chrono::system_clock::time_point deadline, absl::Duration fallback) {
   return std::min(absl::FromChrono(deadline), absl::Now() + fallback);
@@ -169,7 +205,17 @@ grpc::ServerUnaryReactor* StateService::ReportState(grpc::CallbackServerContext*
                                                     const v1::ReportStateRequest* request,
                                                     v1::ReportStateResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  router_.Report(*request, [reactor, response](absl::StatusOr<std::string> token) {
+  auto principal = auth_.Authorize(context->client_metadata(), auth::kAgent, "ReportState");
+  if (!principal.ok()) {
+    reactor->Finish(ToGrpcStatus(principal.status()));
+    return reactor;
+  }
+  v1::ReportStateRequest bound = *request;
+  if (absl::Status s = BindAgentIdentity(auth_, *principal, bound); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  router_.Report(bound, [reactor, response](absl::StatusOr<std::string> token) {
     if (!token.ok()) return reactor->Finish(ToGrpcStatus(token.status()));
     response->set_token(std::move(*token));
     reactor->Finish(grpc::Status::OK);
@@ -178,13 +224,21 @@ grpc::ServerUnaryReactor* StateService::ReportState(grpc::CallbackServerContext*
 }
 
 grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse>*
-StateService::ReportStates(grpc::CallbackServerContext*) {
-  return new ReportStream(router_);
+StateService::ReportStates(grpc::CallbackServerContext* context) {
+  auto principal = auth_.Authorize(context->client_metadata(), auth::kAgent, "ReportStates");
+  if (!principal.ok()) {
+    return new Refused<grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse>>(
+        ToGrpcStatus(principal.status()));
+  }
+  return new ReportStream(router_, auth_, *std::move(principal));
 }
 
 grpc::Status StateService::GetState(grpc::ServerContext* context,
                                     const v1::GetStateRequest* request,
                                     v1::GetStateResponse* response) {
+  if (auto p = auth_.Authorize(context->client_metadata(), auth::kReader, "GetState"); !p.ok()) {
+    return ToGrpcStatus(p.status());
+  }
   auto result = router_.Get(*request, CallDeadline(context->deadline(), default_deadline_));
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -194,6 +248,9 @@ grpc::Status StateService::GetState(grpc::ServerContext* context,
 grpc::Status StateService::ListState(grpc::ServerContext* context,
                                      const v1::ListStateRequest* request,
                                      v1::ListStateResponse* response) {
+  if (auto p = auth_.Authorize(context->client_metadata(), auth::kReader, "ListState"); !p.ok()) {
+    return ToGrpcStatus(p.status());
+  }
   auto result = router_.List(*request, CallDeadline(context->deadline(), default_deadline_));
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -202,15 +259,12 @@ grpc::Status StateService::ListState(grpc::ServerContext* context,
 
 grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
     grpc::CallbackServerContext* context, const v1::WatchStateRequest* request) {
-  auto partitions = router_.CheckWatch(*request);
-  if (!partitions.ok()) {
-    class Refused final : public grpc::ServerWriteReactor<v1::WatchStateResponse> {
-     public:
-      explicit Refused(grpc::Status status) { Finish(std::move(status)); }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(ToGrpcStatus(partitions.status()));
+  using WatchReactor = grpc::ServerWriteReactor<v1::WatchStateResponse>;
+  if (auto p = auth_.Authorize(context->client_metadata(), auth::kReader, "WatchState"); !p.ok()) {
+    return new Refused<WatchReactor>(ToGrpcStatus(p.status()));
   }
+  auto partitions = router_.CheckWatch(*request);
+  if (!partitions.ok()) return new Refused<WatchReactor>(ToGrpcStatus(partitions.status()));
   const absl::Duration snapshot_timeout = std::max(default_deadline_, absl::Seconds(60));
   const Router& router = router_;
   return watch::NewWatchStream(
@@ -226,6 +280,9 @@ grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
 grpc::Status AdminService::SetState(grpc::ServerContext* context,
                                     const v1::SetStateRequest* request,
                                     v1::SetStateResponse* response) {
+  if (auto p = auth_.Authorize(context->client_metadata(), auth::kAdmin, "SetState"); !p.ok()) {
+    return ToGrpcStatus(p.status());
+  }
   return WaitForWrite(
       CallDeadline(context->deadline(), default_deadline_),
       [&](Router::WriteDone done) { router_.Set(*request, std::move(done)); },
@@ -235,14 +292,22 @@ grpc::Status AdminService::SetState(grpc::ServerContext* context,
 grpc::Status AdminService::PurgeState(grpc::ServerContext* context,
                                       const v1::PurgeStateRequest* request,
                                       v1::PurgeStateResponse* response) {
+  if (auto p = auth_.Authorize(context->client_metadata(), auth::kAdmin, "PurgeState"); !p.ok()) {
+    return ToGrpcStatus(p.status());
+  }
   return WaitForWrite(
       CallDeadline(context->deadline(), default_deadline_),
       [&](Router::WriteDone done) { router_.Purge(*request, std::move(done)); },
       response->mutable_token());
 }
 
-grpc::Status AdminService::DescribeCluster(grpc::ServerContext*, const v1::DescribeClusterRequest*,
+grpc::Status AdminService::DescribeCluster(grpc::ServerContext* context,
+                                           const v1::DescribeClusterRequest*,
                                            v1::DescribeClusterResponse* response) {
+  if (auto p = auth_.Authorize(context->client_metadata(), auth::kAdmin, "DescribeCluster");
+      !p.ok()) {
+    return ToGrpcStatus(p.status());
+  }
   *response = router_.Describe();
   if (feed_ != nullptr) {
     watch::FeedStats stats = feed_->Stats();

@@ -7,6 +7,7 @@
 // min_token, within the call's deadline (or router.default_deadline when the call has none).
 
 #include "absl/time/time.h"
+#include "server/auth/authorizer.h"
 #include "server/router/router.h"
 #include "server/watch/change_feed.h"
 #include "server/watch/watch_stream.h"
@@ -19,11 +20,12 @@ class StateService final
           v1::StateService::WithCallbackMethod_ReportStates<
               v1::StateService::WithCallbackMethod_WatchState<v1::StateService::Service>>> {
  public:
-  // `router` and `feed` must outlive the service.
-  StateService(Router& router, watch::ChangeFeed& feed, absl::Duration default_deadline,
-               watch::WatchOptions watch_options = {})
+  // `router`, `feed` and `auth` must outlive the service.
+  StateService(Router& router, watch::ChangeFeed& feed, const auth::Authorizer& auth,
+               absl::Duration default_deadline, watch::WatchOptions watch_options = {})
       : router_(router),
         feed_(feed),
+        auth_(auth),
         default_deadline_(default_deadline),
         watch_options_(watch_options) {}
 
@@ -42,6 +44,7 @@ class StateService final
  private:
   Router& router_;
   watch::ChangeFeed& feed_;
+  const auth::Authorizer& auth_;
   const absl::Duration default_deadline_;
   const watch::WatchOptions watch_options_;
 };
@@ -49,8 +52,9 @@ class StateService final
 class AdminService final : public v1::AdminService::Service {
  public:
   // `feed` may be null (no watch statistics).
-  AdminService(Router& router, const watch::ChangeFeed* feed, absl::Duration default_deadline)
-      : router_(router), feed_(feed), default_deadline_(default_deadline) {}
+  AdminService(Router& router, const watch::ChangeFeed* feed, const auth::Authorizer& auth,
+               absl::Duration default_deadline)
+      : router_(router), feed_(feed), auth_(auth), default_deadline_(default_deadline) {}
 
   grpc::Status SetState(grpc::ServerContext* context, const v1::SetStateRequest* request,
                         v1::SetStateResponse* response) override;
@@ -63,8 +67,14 @@ class AdminService final : public v1::AdminService::Service {
  private:
   Router& router_;
   const watch::ChangeFeed* feed_;
+  const auth::Authorizer& auth_;
   const absl::Duration default_deadline_;
 };
+
+// With auth on, an agent reports only as itself: an empty agent_id becomes the principal, another
+// one is PERMISSION_DENIED (nothing is written). `request` is changed in place.
+absl::Status BindAgentIdentity(const auth::Authorizer& auth, const auth::Principal& principal,
+                               v1::ReportStateRequest& request);
 
 // The deadline a call must keep: its own, or now + `fallback` when it has none.
 absl::Time CallDeadline(std::chrono::system_clock::time_point deadline, absl::Duration fallback);

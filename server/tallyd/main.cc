@@ -72,6 +72,7 @@ int Run() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   tally::Server server(*config);
@@ -90,7 +91,17 @@ int Run() {
   tally::log::Info("tallyd ready", {{"address", server.address()}});
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  for (;;) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    // SIGHUP: re-read the token file; a bad file keeps the tokens in force.
+    if (absl::Status status = server.ReloadAuth(); !status.ok()) {
+      tally::log::Error("auth reload failed; the previous tokens stay",
+                        {{"error", status.ToString()}});
+    } else {
+      tally::log::Info("auth reloaded");
+    }
+  }
   tally::log::Info("shutting down", {{"signal", strsignal(signal_number)}});
   server.Stop();
   tally::log::Info("tallyd stopped");
@@ -105,7 +116,8 @@ int main(int argc, char** argv) {
       "  tallyd --config=FILE [--node_id=ID] [--listen=HOST:PORT] [--data_dir=DIR]\n\n"
       "Serves the gRPC API (grpc.health.v1.Health and server reflection included, so grpcurl\n"
       "needs no .proto files) and, with node.enabled, processes its share of the scenarios'\n"
-      "partitions. SIGTERM or SIGINT stops it cleanly. Logs go to stderr in logfmt;\n"
+      "partitions. SIGTERM or SIGINT stops it cleanly; SIGHUP re-reads auth.token_file. Logs go to "
+      "stderr in logfmt;\n"
       "TALLY_LOG_LEVEL=debug|info|warn|error sets the level.");
   absl::ParseCommandLine(argc, argv);
   return Run();

@@ -50,6 +50,18 @@ absl::Status Server::Start() {
     builder.RegisterService(shard_service_.get());
   }
   if (config_.router().enabled()) {
+    std::unique_ptr<auth::TokenStore> tokens;
+    if (!config_.auth().token_file().empty()) {
+      auto store = auth::TokenStore::Load(config_.auth().token_file());
+      if (!store.ok()) return store.status();
+      log::Info("auth on", {{"token_file", config_.auth().token_file()},
+                            {"principals", static_cast<int64_t>((*store)->size())}});
+      tokens = std::move(*store);
+    } else {
+      log::Warn(
+          "auth off (no auth.token_file): every caller may report as any agent and administer");
+    }
+    auth_ = std::make_unique<auth::Authorizer>(std::move(tokens));
     if (!config_.node().enabled()) {
       // A router-only process still needs the topics it writes and tails.
       if (absl::Status s = node::EnsureTopics(config_); !s.ok()) return s;
@@ -71,10 +83,10 @@ absl::Status Server::Start() {
     feed_ = std::make_unique<watch::ChangeFeed>(config_);
     watch::WatchOptions watch_options;
     watch_options.max_queued = static_cast<size_t>(config_.router().watch_max_queued());
-    state_service_ =
-        std::make_unique<router::StateService>(*router_, *feed_, default_deadline, watch_options);
+    state_service_ = std::make_unique<router::StateService>(*router_, *feed_, *auth_,
+                                                            default_deadline, watch_options);
     admin_service_ =
-        std::make_unique<router::AdminService>(*router_, feed_.get(), default_deadline);
+        std::make_unique<router::AdminService>(*router_, feed_.get(), *auth_, default_deadline);
     builder.RegisterService(state_service_.get());
     builder.RegisterService(admin_service_.get());
   }
@@ -118,6 +130,11 @@ absl::Status Server::Start() {
                         {"node", config_.node().enabled() ? "on" : "off"},
                         {"router", config_.router().enabled() ? "on" : "off"}});
   return absl::OkStatus();
+}
+
+absl::Status Server::ReloadAuth() {
+  if (auth_ == nullptr) return absl::OkStatus();
+  return auth_->Reload();
 }
 
 void Server::Stop() {

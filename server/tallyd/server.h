@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth/authorizer.h"
 #include "server/node/node.h"
 #include "server/node/shard_service.h"
 #include "server/router/membership_view.h"
@@ -35,6 +36,8 @@ class Server {
   void Stop();
   // host:port actually bound (port 0 in the config resolved). Valid after Start().
   const std::string& address() const { return address_; }
+  // Re-reads auth.token_file (SIGHUP); the old tokens stay on error. Call after Start().
+  absl::Status ReloadAuth();
   // host:port announced to other processes. Valid after Start().
   const std::string& advertise_address() const { return advertise_address_; }
 
@@ -48,6 +51,7 @@ class Server {
   std::unique_ptr<node::Node> node_;
   std::unique_ptr<node::ShardService> shard_service_;
   // Router role (null unless router.enabled).
+  std::unique_ptr<auth::Authorizer> auth_;
   std::unique_ptr<router::KafkaReportSink> sink_;
   std::unique_ptr<router::MembershipView> view_;
   std::unique_ptr<watch::ChangeFeed> feed_;

@@ -11,7 +11,8 @@ namespace tally::test {
 namespace {
 
 void WriteConfig(const std::string& path, const std::string& app, const std::string& bootstrap,
-                 int partitions, bool node, const std::string& router_fields) {
+                 int partitions, bool node, const std::string& router_fields,
+                 const std::string& extra) {
   std::ofstream out(path);
   out << "app_id: \"" << app << "\"\n"
       << "kafka { bootstrap_servers: \"" << bootstrap << "\" }\n"
@@ -21,18 +22,19 @@ void WriteConfig(const std::string& path, const std::string& app, const std::str
       << " data_dir: \"unused\" node_id: \"unused\" "
       << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
       << "router { enabled: true " << router_fields << " }\n"
-      << "server { listen_address: \"127.0.0.1:0\" }\n";
+      << "server { listen_address: \"127.0.0.1:0\" }\n"
+      << extra << "\n";
 }
 
 }  // namespace
 
 TestCluster::TestCluster(const std::string& bootstrap, int partitions,
-                         const std::string& router_fields)
+                         const std::string& router_fields, const std::string& extra_config)
     : partitions_(partitions), app_(UniqueName("cluster")) {
   node_config_ = absl::StrCat(dir_.path(), "/node.textproto");
   router_config_ = absl::StrCat(dir_.path(), "/router.textproto");
-  WriteConfig(node_config_, app_, bootstrap, partitions, true, router_fields);
-  WriteConfig(router_config_, app_, bootstrap, partitions, false, router_fields);
+  WriteConfig(node_config_, app_, bootstrap, partitions, true, router_fields, extra_config);
+  WriteConfig(router_config_, app_, bootstrap, partitions, false, router_fields, extra_config);
 }
 
 absl::Status TestCluster::StartNode(const std::string& id) { return Start(id, node_config_); }
@@ -53,6 +55,7 @@ absl::Status TestCluster::Start(const std::string& id, const std::string& config
 absl::StatusOr<v1::DescribeClusterResponse> TestCluster::Describe(const std::string& via) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!admin_token_.empty()) context.AddMetadata("authorization", "Bearer " + admin_token_);
   v1::DescribeClusterResponse response;
   grpc::Status status = admin(via).DescribeCluster(&context, {}, &response);
   if (!status.ok()) return absl::UnavailableError(status.error_message());

@@ -22,8 +22,10 @@ class TestCluster {
  public:
   static constexpr char kScenario[] = "demo";
 
-  // `router_fields` go inside the config's router { } (e.g. "watch_max_queued: 100").
-  TestCluster(const std::string& bootstrap, int partitions, const std::string& router_fields = "");
+  // `router_fields` go inside the config's router { } (e.g. "watch_max_queued: 100");
+  // `extra_config` is appended to the config (e.g. auth { token_file: "..." }).
+  TestCluster(const std::string& bootstrap, int partitions, const std::string& router_fields = "",
+              const std::string& extra_config = "");
 
   // Starts a process with the node and router roles.
   absl::Status StartNode(const std::string& id);
@@ -39,7 +41,10 @@ class TestCluster {
   bool WaitAllActive(const std::string& via, const std::set<std::string>& owners,
                      absl::Duration timeout = absl::Seconds(90));
 
+  // A bearer token for the cluster's own DescribeCluster calls (when auth is on).
+  void set_admin_token(std::string token) { admin_token_ = std::move(token); }
   const std::string& app() const { return app_; }
+  const std::string& dir() const { return dir_.path(); }
   int partitions() const { return partitions_; }
   // The last 4000 bytes of every process's log, for failure messages.
   std::string Logs() const;
@@ -51,6 +56,7 @@ class TestCluster {
   const int partitions_;
   std::string app_;
   std::string node_config_, router_config_;
+  std::string admin_token_;
   std::map<std::string, std::unique_ptr<TallydProcess>> processes_;
   std::map<std::string, std::unique_ptr<v1::StateService::Stub>> state_stubs_;
   std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;

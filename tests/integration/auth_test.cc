@@ -1,0 +1,272 @@
+// Authentication and roles through a real tallyd: every role against every public RPC, agents
+// that cannot vote as another agent, and token files reloaded on SIGHUP.
+
+#include <signal.h>
+
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "server/auth/token_store.h"
+#include "tally/v1/state.grpc.pb.h"
+#include "tests/integration/cluster.h"
+#include "tests/integration/node_harness.h"
+#include "tests/testing/kafka_bootstrap.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
+
+namespace tally::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kScenario[] = "demo";
+
+std::string TokenLine(const std::string& token, const std::string& principal,
+                      const std::string& roles) {
+  return absl::StrCat(auth::Sha256Hex(token), " ", principal, " ", roles, "\n");
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    token_file_ = tokens_dir_.path() + "/tokens";
+    WriteTokens(
+        TokenLine("t-agent-1", "agent-1", "agent") + TokenLine("t-agent-2", "agent-2", "agent") +
+        TokenLine("t-reader", "reader-1", "reader") + TokenLine("t-admin", "admin-1", "admin"));
+    cluster_ = std::make_unique<TestCluster>(
+        KafkaBootstrapOrDie(), 2, "", absl::StrCat("auth { token_file: \"", token_file_, "\" }"));
+    cluster_->set_admin_token("t-admin");
+    ASSERT_TRUE(cluster_->StartNode("n1").ok());
+    ASSERT_TRUE(cluster_->WaitAllActive("n1", {"n1"})) << cluster_->Logs();
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cout << cluster_->Logs() << std::endl;
+  }
+
+  void WriteTokens(const std::string& text) {
+    std::ofstream out(token_file_ + ".tmp", std::ios::trunc);
+    out << text;
+    out.close();
+    std::rename((token_file_ + ".tmp").c_str(), token_file_.c_str());
+  }
+
+  // A context carrying `token` (none if empty).
+  static void Authorize(grpc::ClientContext& context, const std::string& token) {
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  }
+
+  static v1::ReportStateRequest Report(const std::string& key, const std::string& agent,
+                                       const std::string& state) {
+    v1::ReportStateRequest request;
+    request.set_scenario(kScenario);
+    request.set_object_key(key);
+    request.set_agent_id(agent);
+    request.set_state(state);
+    return request;
+  }
+
+  grpc::Status Get(const std::string& token, const std::string& key, v1::GetStateResponse* out,
+                   const std::string& min_token = "") {
+    grpc::ClientContext context;
+    Authorize(context, token);
+    v1::GetStateRequest request;
+    request.set_scenario(kScenario);
+    request.set_object_key(key);
+    request.set_min_token(min_token);
+    return cluster_->state("n1").GetState(&context, request, out);
+  }
+
+  test::TempDir tokens_dir_;
+  std::string token_file_;
+  std::unique_ptr<TestCluster> cluster_;
+};
+
+TEST_F(AuthTest, EveryRoleAgainstEveryRpc) {
+  using Call = std::function<grpc::Status(const std::string& token)>;
+  v1::StateService::Stub& state = cluster_->state("n1");
+  v1::AdminService::Stub& admin = cluster_->admin("n1");
+  std::map<std::string, std::pair<Call, std::string>> rpcs = {
+      // name → (call, role needed)
+      {"ReportState",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::ReportStateResponse response;
+          // Without an agent id: the router fills in the caller's principal.
+          return state.ReportState(&context, Report("site-1", "", "up"), &response);
+        },
+        "agent"}},
+      {"ReportStates",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          auto stream = state.ReportStates(&context);
+          stream->Write(Report("site-1", "", "up"));
+          stream->WritesDone();
+          v1::ReportStateResponse response;
+          while (stream->Read(&response)) {
+          }
+          return stream->Finish();
+        },
+        "agent"}},
+      {"GetState",
+       {[&](const std::string& token) {
+          v1::GetStateResponse response;
+          grpc::Status status = Get(token, "site-1", &response);
+          // No state yet is an answer too: the call got past authorization.
+          return status.error_code() == grpc::StatusCode::NOT_FOUND ? grpc::Status::OK : status;
+        },
+        "reader"}},
+      {"ListState",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::ListStateRequest request;
+          request.set_scenario(kScenario);
+          v1::ListStateResponse response;
+          return state.ListState(&context, request, &response);
+        },
+        "reader"}},
+      {"WatchState",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::WatchStateRequest request;
+          request.set_scenario(kScenario);
+          auto reader = state.WatchState(&context, request);
+          v1::WatchStateResponse response;
+          if (reader->Read(&response)) {  // the first progress message: the watch is open
+            context.TryCancel();
+            reader->Finish();
+            return grpc::Status::OK;
+          }
+          return reader->Finish();
+        },
+        "reader"}},
+      {"SetState",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::SetStateRequest request;
+          request.set_scenario(kScenario);
+          request.set_object_key("site-2");
+          request.set_state("down");
+          v1::SetStateResponse response;
+          return admin.SetState(&context, request, &response);
+        },
+        "admin"}},
+      {"PurgeState",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::PurgeStateRequest request;
+          request.set_scenario(kScenario);
+          request.set_object_key("site-2");
+          v1::PurgeStateResponse response;
+          return admin.PurgeState(&context, request, &response);
+        },
+        "admin"}},
+      {"DescribeCluster",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::DescribeClusterResponse response;
+          return admin.DescribeCluster(&context, {}, &response);
+        },
+        "admin"}},
+  };
+  const std::map<std::string, std::string> callers = {{"", "none"},
+                                                      {"t-bogus", "bogus"},
+                                                      {"t-agent-1", "agent"},
+                                                      {"t-reader", "reader"},
+                                                      {"t-admin", "admin"}};
+  for (const auto& [name, rpc] : rpcs) {
+    for (const auto& [token, role] : callers) {
+      SCOPED_TRACE(absl::StrCat(name, " as ", role));
+      grpc::Status status = rpc.first(token);
+      if (role == "none" || role == "bogus") {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+      } else if (role == rpc.second) {
+        EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+      } else {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << status.error_message();
+        EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("lacks the role ", rpc.second)));
+      }
+    }
+  }
+  // Health stays open.
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(cluster_->process("n1").address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckResponse response;
+  EXPECT_TRUE(health->Check(&context, {}, &response).ok());
+}
+
+TEST_F(AuthTest, AnAgentCannotVoteAsAnother) {
+  v1::StateService::Stub& state = cluster_->state("n1");
+  grpc::ClientContext first;
+  Authorize(first, "t-agent-1");
+  v1::ReportStateResponse written;
+  ASSERT_TRUE(state.ReportState(&first, Report("site-7", "agent-1", "attack"), &written).ok());
+
+  // Unary: refused, naming the field.
+  grpc::ClientContext spoof;
+  Authorize(spoof, "t-agent-1");
+  v1::ReportStateResponse response;
+  grpc::Status status = state.ReportState(&spoof, Report("site-7", "agent-2", "calm"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("agent_id: \"agent-2\" is not the principal"));
+  // Streaming: the stream ends at the spoofed request.
+  grpc::ClientContext stream_context;
+  Authorize(stream_context, "t-agent-1");
+  auto stream = state.ReportStates(&stream_context);
+  stream->Write(Report("site-7", "agent-2", "calm"));
+  stream->WritesDone();
+  while (stream->Read(&response)) {
+  }
+  status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("request 0: agent_id"));
+
+  // One vote, agent-1's, and nothing else was written.
+  v1::GetStateResponse got;
+  ASSERT_TRUE(Get("t-reader", "site-7", &got, written.token()).ok());
+  ASSERT_EQ(got.state().votes_size(), 1);
+  EXPECT_EQ(got.state().votes(0).agent_id(), "agent-1");
+  EXPECT_EQ(got.state().tally().at("attack"), 1);
+  auto client = KafkaTestClient::Create(KafkaBootstrapOrDie());
+  ASSERT_TRUE(client.ok());
+  auto records = (*client)->ReadAll(absl::StrCat(cluster_->app(), ".", kScenario, ".reports"), 2);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(records->size(), 1u);
+}
+
+TEST_F(AuthTest, SighupReloadsTheTokenFileAndABadFileKeepsTheOldTokens) {
+  v1::GetStateResponse response;
+  EXPECT_EQ(Get("t-late", "x", &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  WriteTokens(TokenLine("t-admin", "admin-1", "admin") + TokenLine("t-late", "late", "reader"));
+  cluster_->process("n1").Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor(
+      [&] { return Get("t-late", "x", &response).error_code() == grpc::StatusCode::NOT_FOUND; },
+      absl::Seconds(30)));
+  EXPECT_EQ(Get("t-reader", "x", &response).error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << "a token removed from the file stops working";
+
+  WriteTokens("not a token line\n");
+  cluster_->process("n1").Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor(
+      [&] { return cluster_->process("n1").Log().find("auth reload failed") != std::string::npos; },
+      absl::Seconds(30)));
+  EXPECT_EQ(Get("t-late", "x", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace tally::test
