@@ -11,8 +11,10 @@
 
 namespace tally {
 
-ChannelFactory InsecureChannelFactory() {
-  return [](const std::string& endpoint) -> std::shared_ptr<grpc::ChannelInterface> {
+namespace {
+
+ChannelFactory ChannelFactoryWith(std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  return [credentials](const std::string& endpoint) -> std::shared_ptr<grpc::ChannelInterface> {
     grpc::ChannelArguments args;
     // gRPC's defaults (1 s, growing to 120 s) would keep a channel in TRANSIENT_FAILURE long
     // after its router came back; our own retries already pace the calls.
@@ -21,8 +23,22 @@ ChannelFactory InsecureChannelFactory() {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5 * 60 * 1000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
-    return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel(endpoint, credentials, args);
   };
+}
+
+}  // namespace
+
+ChannelFactory InsecureChannelFactory() {
+  return ChannelFactoryWith(grpc::InsecureChannelCredentials());
+}
+
+ChannelFactory TlsChannelFactory(std::string ca_pem, std::string cert_pem, std::string key_pem) {
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = std::move(ca_pem);
+  options.pem_cert_chain = std::move(cert_pem);
+  options.pem_private_key = std::move(key_pem);
+  return ChannelFactoryWith(grpc::SslCredentials(options));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status, const std::string& endpoint) {

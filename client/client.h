@@ -60,6 +60,10 @@ using ChannelFactory =
 // back, and detect a dead connection under a long watch by keepalive pings every 5 minutes
 // (gRPC servers' default minimum ping interval, so routers do not refuse them).
 ChannelFactory InsecureChannelFactory();
+// The same over TLS: routers' certificates are verified against `ca_pem` (empty: the system's
+// roots); with `cert_pem` and `key_pem` the client presents a certificate (mutual TLS).
+ChannelFactory TlsChannelFactory(std::string ca_pem, std::string cert_pem = "",
+                                 std::string key_pem = "");
 
 struct ClientOptions {
   // Sent as `authorization: Bearer <token>` on every call. Empty: no authorization header.

@@ -133,6 +133,11 @@ const std::vector<FlagSpec>& AllGlobalFlags() {
        "next (default: $TALLY_ROUTERS, else 127.0.0.1:7070)"},
       {"token_file", 0, FlagType::kString, "PATH", "",
        "send the bearer token in PATH (whitespace trimmed) with every call"},
+      {"ca_file", 0, FlagType::kString, "PATH", "",
+       "use TLS, verifying the routers' certificates against the PEM CA bundle in PATH"},
+      {"cert_file", 0, FlagType::kString, "PATH", "",
+       "with --ca_file: present this PEM certificate (mutual TLS); needs --key_file"},
+      {"key_file", 0, FlagType::kString, "PATH", "", "the PEM private key of --cert_file"},
       {"timeout", 0, FlagType::kDuration, "DURATION", "10s",
        "deadline of each call, retries included (not used by watch; see watch --for)"},
       {"output", 'o', FlagType::kString, "table|json", "table",
@@ -403,6 +408,15 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
   }
   if (inv.routers.empty()) return Usage("--routers: no router given");
   inv.token_file = globals["token_file"];
+  inv.ca_file = globals["ca_file"];
+  inv.cert_file = globals["cert_file"];
+  inv.key_file = globals["key_file"];
+  if (inv.cert_file.empty() != inv.key_file.empty()) {
+    return Usage("--cert_file and --key_file go together");
+  }
+  if (!inv.cert_file.empty() && inv.ca_file.empty()) {
+    return Usage("--cert_file needs --ca_file (mutual TLS is TLS)");
+  }
   absl::ParseDuration(globals.count("timeout") ? globals["timeout"] : "10s", &inv.timeout);
   const std::string output = globals.count("output") ? globals["output"] : "table";
   if (output == "table") {

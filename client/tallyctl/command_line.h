@@ -62,6 +62,7 @@ struct Invocation {
   // Global settings, resolved (defaults and environment applied).
   std::vector<std::string> routers;
   std::string token_file;
+  std::string ca_file, cert_file, key_file;  // TLS; empty ca_file: plaintext
   absl::Duration timeout;
   OutputFormat output = OutputFormat::kTable;
 

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -57,6 +58,23 @@ int main(int argc, char** argv) {
       std::cerr << "tallyctl: " << error << "\n";
       return kExitUsage;
     }
+  }
+  if (!inv->ca_file.empty()) {
+    std::string ca, cert, key, error;
+    for (auto [path, out, flag] : {std::tuple{&inv->ca_file, &ca, "--ca_file"},
+                                   std::tuple{&inv->cert_file, &cert, "--cert_file"},
+                                   std::tuple{&inv->key_file, &key, "--key_file"}}) {
+      if (path->empty()) continue;
+      std::ifstream in(*path);
+      if (!in) {
+        std::cerr << "tallyctl: " << flag << ": cannot read " << *path << "\n";
+        return kExitUsage;
+      }
+      std::stringstream buffer;
+      buffer << in.rdbuf();
+      *out = buffer.str();
+    }
+    options.channel_factory = tally::TlsChannelFactory(ca, cert, key);
   }
   absl::StatusOr<std::unique_ptr<tally::Client>> client =
       tally::Client::Create(inv->routers, std::move(options));

@@ -142,6 +142,15 @@ absl::Status ValidateConfig(const v1::Config& config) {
     return Invalid("node.enabled",
                    "neither node.enabled nor router.enabled is set: nothing to run");
   }
+  const auto& tls = config.server().tls();
+  if (tls.cert_file().empty() != tls.key_file().empty()) {
+    return Invalid(tls.cert_file().empty() ? "server.tls.cert_file" : "server.tls.key_file",
+                   "cert_file and key_file go together");
+  }
+  if (tls.require_client_cert() && (tls.cert_file().empty() || tls.ca_file().empty())) {
+    return Invalid("server.tls.require_client_cert",
+                   "needs cert_file, key_file and ca_file (the CA that signs client certificates)");
+  }
   if (config.server().listen_address().empty()) {
     return Invalid("server.listen_address", "must not be empty");
   }

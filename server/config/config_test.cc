@@ -100,6 +100,16 @@ TEST(ConfigTest, InvalidFieldsAreNamed) {
        "node.node_id: must be"},
       {"listen", [](v1::Config& c) { c.mutable_server()->clear_listen_address(); },
        "server.listen_address: must not be empty"},
+      {"tls cert without key",
+       [](v1::Config& c) { c.mutable_server()->mutable_tls()->set_cert_file("/c.pem"); },
+       "server.tls.key_file: cert_file and key_file go together"},
+      {"mtls without ca",
+       [](v1::Config& c) {
+         c.mutable_server()->mutable_tls()->set_cert_file("/c.pem");
+         c.mutable_server()->mutable_tls()->set_key_file("/c.key");
+         c.mutable_server()->mutable_tls()->set_require_client_cert(true);
+       },
+       "server.tls.require_client_cert: needs cert_file, key_file and ca_file"},
       {"no role", [](v1::Config& c) { c.mutable_node()->set_enabled(false); },
        "neither node.enabled nor router.enabled"},
       {"heartbeat",

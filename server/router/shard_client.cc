@@ -7,10 +7,10 @@ namespace {
 
 class GrpcShardClient final : public ShardClient {
  public:
-  explicit GrpcShardClient(const std::string& endpoint)
+  GrpcShardClient(const std::string& endpoint,
+                  std::shared_ptr<grpc::ChannelCredentials> credentials)
       : endpoint_(endpoint),
-        stub_(internal::v1::ShardService::NewStub(
-            grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()))) {}
+        stub_(internal::v1::ShardService::NewStub(grpc::CreateChannel(endpoint, credentials))) {}
 
   absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest& request,
                                                      absl::Time deadline) override {
@@ -91,8 +91,9 @@ class LocalShardClient final : public ShardClient {
 
 }  // namespace
 
-std::shared_ptr<ShardClient> NewGrpcShardClient(const std::string& endpoint) {
-  return std::make_shared<GrpcShardClient>(endpoint);
+std::shared_ptr<ShardClient> NewGrpcShardClient(
+    const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  return std::make_shared<GrpcShardClient>(endpoint, std::move(credentials));
 }
 
 std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries) {

@@ -30,8 +30,10 @@ class ShardClient {
                                 absl::Time deadline, const SnapshotEmit& emit) = 0;
 };
 
-// Over a gRPC channel to `endpoint` (plaintext; one channel per node, reused by every call).
-std::shared_ptr<ShardClient> NewGrpcShardClient(const std::string& endpoint);
+// Over a gRPC channel to `endpoint` with `credentials` (one channel per node, reused by every
+// call).
+std::shared_ptr<ShardClient> NewGrpcShardClient(
+    const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 // In-process; `queries` must outlive the client.
 std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries);

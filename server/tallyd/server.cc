@@ -8,6 +8,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/common/log.h"
+#include "server/common/tls.h"
 #include "server/config/config.h"
 #include "server/node/processor.h"
 
@@ -72,12 +73,16 @@ absl::Status Server::Start() {
     sink_ = std::move(*sink);
     const node::Node* local = node_.get();
     const std::string local_id = config_.node().node_id();
+    auto peer_credentials = common::PeerChannelCredentials(config_.server().tls());
+    if (!peer_credentials.ok()) return peer_credentials.status();
     view_ = std::make_unique<router::MembershipView>(
-        config_, [local, local_id](const std::string& id, const std::string& endpoint) {
+        config_, [local, local_id, credentials = *peer_credentials](const std::string& id,
+                                                                    const std::string& endpoint) {
           // The node in this process is read directly, without a network hop.
-          if (local != nullptr && id == local_id)
+          if (local != nullptr && id == local_id) {
             return router::NewLocalShardClient(local->queries());
-          return router::NewGrpcShardClient(endpoint);
+          }
+          return router::NewGrpcShardClient(endpoint, credentials);
         });
     router_ = std::make_unique<router::Router>(config_, *sink_, *view_);
     feed_ = std::make_unique<watch::ChangeFeed>(config_);
@@ -93,9 +98,21 @@ absl::Status Server::Start() {
 
   int port = 0;
   const std::string& listen = config_.server().listen_address();
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  log::Warn("listener is plaintext (no TLS configured): for local development only",
-            {{"address", listen}});
+  auto credentials = common::ServerCredentials(config_.server().tls());
+  if (!credentials.ok()) {
+    Stop();
+    return credentials.status();
+  }
+  builder.AddListeningPort(listen, *credentials, &port);
+  if (common::TlsEnabled(config_.server().tls())) {
+    log::Info("listener uses TLS",
+              {{"address", listen},
+               {"client_certificates",
+                config_.server().tls().require_client_cert() ? "required" : "not asked"}});
+  } else {
+    log::Warn("listener is plaintext (no TLS configured): for local development only",
+              {{"address", listen}});
+  }
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port == 0) {
     grpc_server_.reset();

@@ -12,7 +12,7 @@ namespace {
 
 void WriteConfig(const std::string& path, const std::string& app, const std::string& bootstrap,
                  int partitions, bool node, const std::string& router_fields,
-                 const std::string& extra) {
+                 const std::string& extra, const std::string& server_fields) {
   std::ofstream out(path);
   out << "app_id: \"" << app << "\"\n"
       << "kafka { bootstrap_servers: \"" << bootstrap << "\" }\n"
@@ -22,19 +22,22 @@ void WriteConfig(const std::string& path, const std::string& app, const std::str
       << " data_dir: \"unused\" node_id: \"unused\" "
       << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
       << "router { enabled: true " << router_fields << " }\n"
-      << "server { listen_address: \"127.0.0.1:0\" }\n"
+      << "server { listen_address: \"127.0.0.1:0\" " << server_fields << " }\n"
       << extra << "\n";
 }
 
 }  // namespace
 
 TestCluster::TestCluster(const std::string& bootstrap, int partitions,
-                         const std::string& router_fields, const std::string& extra_config)
+                         const std::string& router_fields, const std::string& extra_config,
+                         const std::string& server_fields)
     : partitions_(partitions), app_(UniqueName("cluster")) {
   node_config_ = absl::StrCat(dir_.path(), "/node.textproto");
   router_config_ = absl::StrCat(dir_.path(), "/router.textproto");
-  WriteConfig(node_config_, app_, bootstrap, partitions, true, router_fields, extra_config);
-  WriteConfig(router_config_, app_, bootstrap, partitions, false, router_fields, extra_config);
+  WriteConfig(node_config_, app_, bootstrap, partitions, true, router_fields, extra_config,
+              server_fields);
+  WriteConfig(router_config_, app_, bootstrap, partitions, false, router_fields, extra_config,
+              server_fields);
 }
 
 absl::Status TestCluster::StartNode(const std::string& id) { return Start(id, node_config_); }
@@ -45,7 +48,9 @@ absl::Status TestCluster::Start(const std::string& id, const std::string& config
       config_path, id, absl::StrCat(dir_.path(), "/", id),
       absl::StrCat(dir_.path(), "/", id, "-", processes_.size(), ".log"));
   if (absl::Status s = process->Start(); !s.ok()) return s;
-  auto channel = grpc::CreateChannel(process->address(), grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(process->address(), credentials_ != nullptr
+                                                             ? credentials_
+                                                             : grpc::InsecureChannelCredentials());
   state_stubs_[id] = v1::StateService::NewStub(channel);
   admin_stubs_[id] = v1::AdminService::NewStub(channel);
   processes_[id] = std::move(process);

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
 #include "tally/v1/state.grpc.pb.h"
 #include "tests/integration/node_harness.h"
 #include "tests/testing/temp_dir.h"
@@ -24,8 +25,14 @@ class TestCluster {
 
   // `router_fields` go inside the config's router { } (e.g. "watch_max_queued: 100");
   // `extra_config` is appended to the config (e.g. auth { token_file: "..." }).
+  // `server_fields` go inside server { } (e.g. a tls { } block).
   TestCluster(const std::string& bootstrap, int partitions, const std::string& router_fields = "",
-              const std::string& extra_config = "");
+              const std::string& extra_config = "", const std::string& server_fields = "");
+
+  // Credentials of the stubs to processes started from now on (default: plaintext).
+  void set_channel_credentials(std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    credentials_ = std::move(credentials);
+  }
 
   // Starts a process with the node and router roles.
   absl::Status StartNode(const std::string& id);
@@ -57,6 +64,7 @@ class TestCluster {
   std::string app_;
   std::string node_config_, router_config_;
   std::string admin_token_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::map<std::string, std::unique_ptr<TallydProcess>> processes_;
   std::map<std::string, std::unique_ptr<v1::StateService::Stub>> state_stubs_;
   std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;
