@@ -1,5 +1,8 @@
 #include "server/config/config.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -59,6 +62,13 @@ void ApplyDefaults(v1::Config& config) {
     config.mutable_node()->mutable_heartbeat_interval()->set_seconds(1);
   }
   if (config.router().watch_max_queued() == 0) config.mutable_router()->set_watch_max_queued(10000);
+  if (config.router().max_request_bytes() == 0) {
+    config.mutable_router()->set_max_request_bytes(1 << 20);
+  }
+  if (config.router().report_burst() == 0 && config.router().reports_per_second() > 0) {
+    config.mutable_router()->set_report_burst(
+        std::max(1, static_cast<int>(std::ceil(config.router().reports_per_second()))));
+  }
   if (!config.router().has_default_deadline()) {
     config.mutable_router()->mutable_default_deadline()->set_seconds(10);
   }
@@ -134,6 +144,16 @@ absl::Status ValidateConfig(const v1::Config& config) {
   }
   if (millis(config.router().default_deadline()) < 1) {
     return Invalid("router.default_deadline", "must be at least 1ms");
+  }
+  if (config.router().reports_per_second() < 0) {
+    return Invalid("router.reports_per_second", "must be >= 0 (0: unlimited)");
+  }
+  if (config.router().report_burst() < 0) return Invalid("router.report_burst", "must be >= 0");
+  if (config.router().max_watches() < 0) {
+    return Invalid("router.max_watches", "must be >= 0 (0: unlimited)");
+  }
+  if (config.router().max_request_bytes() < 1024) {
+    return Invalid("router.max_request_bytes", "must be at least 1024");
   }
   if (config.router().watch_max_queued() < 1) {
     return Invalid("router.watch_max_queued", "must be >= 1");

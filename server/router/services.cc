@@ -40,9 +40,11 @@ grpc::Status WaitForWrite(absl::Time deadline, const std::function<void(Router::
 class ReportStream final
     : public grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse> {
  public:
-  ReportStream(Router& router, const auth::Authorizer& auth, auth::Principal principal)
+  ReportStream(Router& router, const auth::Authorizer& auth, auth::ReportRateLimiter& limit,
+               auth::Principal principal)
       : router_(router),
         auth_(auth),
+        limit_(limit),
         principal_(std::move(principal)),
         state_(std::make_shared<State>()) {
     state_->stream = this;
@@ -80,6 +82,8 @@ class ReportStream final
     };
     if (absl::Status s = BindAgentIdentity(auth_, principal_, request_); !s.ok()) {
       done(s);
+    } else if (absl::Status limited = limit_.Take(principal_.name); !limited.ok()) {
+      done(limited);
     } else {
       router_.Report(request_, std::move(done));
     }
@@ -165,6 +169,7 @@ class ReportStream final
 
   Router& router_;
   const auth::Authorizer& auth_;
+  auth::ReportRateLimiter& limit_;
   const auth::Principal principal_;
   std::shared_ptr<State> state_;
   v1::ReportStateRequest request_;
@@ -215,6 +220,10 @@ grpc::ServerUnaryReactor* StateService::ReportState(grpc::CallbackServerContext*
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
+  if (absl::Status s = limits_.reports.Take(principal->name); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   router_.Report(bound, [reactor, response](absl::StatusOr<std::string> token) {
     if (!token.ok()) return reactor->Finish(ToGrpcStatus(token.status()));
     response->set_token(std::move(*token));
@@ -230,7 +239,7 @@ StateService::ReportStates(grpc::CallbackServerContext* context) {
     return new Refused<grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse>>(
         ToGrpcStatus(principal.status()));
   }
-  return new ReportStream(router_, auth_, *std::move(principal));
+  return new ReportStream(router_, auth_, limits_.reports, *std::move(principal));
 }
 
 grpc::Status StateService::GetState(grpc::ServerContext* context,
@@ -260,11 +269,14 @@ grpc::Status StateService::ListState(grpc::ServerContext* context,
 grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
     grpc::CallbackServerContext* context, const v1::WatchStateRequest* request) {
   using WatchReactor = grpc::ServerWriteReactor<v1::WatchStateResponse>;
-  if (auto p = auth_.Authorize(context->client_metadata(), auth::kReader, "WatchState"); !p.ok()) {
-    return new Refused<WatchReactor>(ToGrpcStatus(p.status()));
-  }
+  auto principal = auth_.Authorize(context->client_metadata(), auth::kReader, "WatchState");
+  if (!principal.ok()) return new Refused<WatchReactor>(ToGrpcStatus(principal.status()));
   auto partitions = router_.CheckWatch(*request);
   if (!partitions.ok()) return new Refused<WatchReactor>(ToGrpcStatus(partitions.status()));
+  std::shared_ptr<void> lease;
+  if (absl::Status s = limits_.watches.Acquire(principal->name, &lease); !s.ok()) {
+    return new Refused<WatchReactor>(ToGrpcStatus(s));
+  }
   const absl::Duration snapshot_timeout = std::max(default_deadline_, absl::Seconds(60));
   const Router& router = router_;
   return watch::NewWatchStream(
@@ -274,7 +286,7 @@ grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
           const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) {
         return router.Snapshot(snapshot, absl::Now() + snapshot_timeout, emit);
       },
-      watch_options_);
+      watch_options_, std::move(lease));
 }
 
 grpc::Status AdminService::SetState(grpc::ServerContext* context,

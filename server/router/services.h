@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "server/auth/authorizer.h"
+#include "server/auth/limits.h"
 #include "server/router/router.h"
 #include "server/watch/change_feed.h"
 #include "server/watch/watch_stream.h"
@@ -15,17 +16,24 @@
 
 namespace tally::router {
 
+// The per-principal limits the public services enforce; both must outlive the services.
+struct Limits {
+  auth::ReportRateLimiter& reports;
+  auth::WatchLimiter& watches;
+};
+
 class StateService final
     : public v1::StateService::WithCallbackMethod_ReportState<
           v1::StateService::WithCallbackMethod_ReportStates<
               v1::StateService::WithCallbackMethod_WatchState<v1::StateService::Service>>> {
  public:
   // `router`, `feed` and `auth` must outlive the service.
-  StateService(Router& router, watch::ChangeFeed& feed, const auth::Authorizer& auth,
+  StateService(Router& router, watch::ChangeFeed& feed, const auth::Authorizer& auth, Limits limits,
                absl::Duration default_deadline, watch::WatchOptions watch_options = {})
       : router_(router),
         feed_(feed),
         auth_(auth),
+        limits_(limits),
         default_deadline_(default_deadline),
         watch_options_(watch_options) {}
 
@@ -45,6 +53,7 @@ class StateService final
   Router& router_;
   watch::ChangeFeed& feed_;
   const auth::Authorizer& auth_;
+  const Limits limits_;
   const absl::Duration default_deadline_;
   const watch::WatchOptions watch_options_;
 };

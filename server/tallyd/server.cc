@@ -88,8 +88,12 @@ absl::Status Server::Start() {
     feed_ = std::make_unique<watch::ChangeFeed>(config_);
     watch::WatchOptions watch_options;
     watch_options.max_queued = static_cast<size_t>(config_.router().watch_max_queued());
-    state_service_ = std::make_unique<router::StateService>(*router_, *feed_, *auth_,
-                                                            default_deadline, watch_options);
+    report_limit_ = std::make_unique<auth::ReportRateLimiter>(config_.router().reports_per_second(),
+                                                              config_.router().report_burst());
+    watch_limit_ = std::make_unique<auth::WatchLimiter>(config_.router().max_watches());
+    state_service_ = std::make_unique<router::StateService>(
+        *router_, *feed_, *auth_, router::Limits{*report_limit_, *watch_limit_}, default_deadline,
+        watch_options);
     admin_service_ =
         std::make_unique<router::AdminService>(*router_, feed_.get(), *auth_, default_deadline);
     builder.RegisterService(state_service_.get());
@@ -104,6 +108,8 @@ absl::Status Server::Start() {
     return credentials.status();
   }
   builder.AddListeningPort(listen, *credentials, &port);
+  // Larger requests are refused by gRPC with RESOURCE_EXHAUSTED before they reach a service.
+  builder.SetMaxReceiveMessageSize(config_.router().max_request_bytes());
   if (common::TlsEnabled(config_.server().tls())) {
     log::Info("listener uses TLS",
               {{"address", listen},

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "server/auth/authorizer.h"
+#include "server/auth/limits.h"
 #include "server/node/node.h"
 #include "server/node/shard_service.h"
 #include "server/router/membership_view.h"
@@ -52,6 +53,8 @@ class Server {
   std::unique_ptr<node::ShardService> shard_service_;
   // Router role (null unless router.enabled).
   std::unique_ptr<auth::Authorizer> auth_;
+  std::unique_ptr<auth::ReportRateLimiter> report_limit_;
+  std::unique_ptr<auth::WatchLimiter> watch_limit_;
   std::unique_ptr<router::KafkaReportSink> sink_;
   std::unique_ptr<router::MembershipView> view_;
   std::unique_ptr<watch::ChangeFeed> feed_;

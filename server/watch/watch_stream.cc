@@ -33,8 +33,10 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
                           public Subscriber {
  public:
   WatchStream(grpc::CallbackServerContext* context, const v1::WatchStateRequest& request,
-              int32_t partitions, ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options)
-      : context_(context),
+              int32_t partitions, ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
+              std::shared_ptr<void> lease)
+      : lease_(std::move(lease)),
+        context_(context),
         request_(request),
         partitions_(partitions),
         feed_(feed),
@@ -291,6 +293,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
     Finish(std::move(status));
   }
 
+  const std::shared_ptr<void> lease_;
   grpc::CallbackServerContext* const context_;
   const v1::WatchStateRequest request_;
   const int32_t partitions_;
@@ -319,8 +322,9 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
 
 grpc::ServerWriteReactor<v1::WatchStateResponse>* NewWatchStream(
     grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
-    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options) {
-  return new WatchStream(context, request, partitions, feed, std::move(snapshot), options);
+    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options, std::shared_ptr<void> lease) {
+  return new WatchStream(context, request, partitions, feed, std::move(snapshot), options,
+                         std::move(lease));
 }
 
 }  // namespace tally::watch

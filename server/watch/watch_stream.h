@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,12 +42,14 @@ using SnapshotFn = std::function<absl::StatusOr<int64_t>(
     const internal::v1::ShardSnapshotRequest& request,
     const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit)>;
 
-// The reactor for one call; deletes itself when the call is done. `feed` and `snapshot` must
+// The reactor for one call; deletes itself when the call is done, and releases `lease` (e.g. a
+// per-principal watch count) then. `feed` and `snapshot` must
 // outlive every stream. `partitions` is the scenario's partition count; the request has been
 // checked by the caller except for its resume token.
 grpc::ServerWriteReactor<v1::WatchStateResponse>* NewWatchStream(
     grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
-    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options);
+    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
+    std::shared_ptr<void> lease = nullptr);
 
 }  // namespace tally::watch
 

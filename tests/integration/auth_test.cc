@@ -268,5 +268,88 @@ TEST_F(AuthTest, SighupReloadsTheTokenFileAndABadFileKeepsTheOldTokens) {
   EXPECT_EQ(Get("t-late", "x", &response).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// Limits with auth off: every caller is the principal "".
+class LimitsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cluster_ = std::make_unique<TestCluster>(
+        KafkaBootstrapOrDie(), 2,
+        "reports_per_second: 0.2 report_burst: 3 max_watches: 2 max_request_bytes: 4096");
+    ASSERT_TRUE(cluster_->StartNode("n1").ok());
+    ASSERT_TRUE(cluster_->WaitAllActive("n1", {"n1"})) << cluster_->Logs();
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cout << cluster_->Logs() << std::endl;
+  }
+  grpc::Status Report(v1::ReportStateRequest request) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::ReportStateResponse response;
+    return cluster_->state("n1").ReportState(&context, request, &response);
+  }
+  std::unique_ptr<TestCluster> cluster_;
+};
+
+TEST_F(LimitsTest, ReportsBeyondTheBurstAreRefusedUntilTheBucketRefills) {
+  v1::ReportStateRequest request;
+  request.set_scenario(kScenario);
+  request.set_object_key("k");
+  request.set_agent_id("a");
+  request.set_state("up");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Report(request).ok()) << i;
+  grpc::Status refused = Report(request);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("rate limit: principal \"\" may send 0.2"));
+}
+
+TEST_F(LimitsTest, OversizedRequestsAreRefusedAndTheRouterKeepsServing) {
+  v1::ReportStateRequest request;
+  request.set_scenario(kScenario);
+  request.set_object_key("k");
+  request.set_agent_id("a");
+  request.set_state("up");
+  for (int i = 0; i < 30; ++i) {
+    (*request.mutable_attributes())[absl::StrCat("key-", i)] = std::string(200, 'v');
+  }
+  EXPECT_EQ(Report(request).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(cluster_->Describe("n1").ok());
+}
+
+TEST_F(LimitsTest, WatchesBeyondTheLimitAreRefusedUntilOneCloses) {
+  v1::WatchStateRequest request;
+  request.set_scenario(kScenario);
+  auto open = [&](grpc::ClientContext& context, v1::WatchStateResponse* first) {
+    auto reader = cluster_->state("n1").WatchState(&context, request);
+    bool got = reader->Read(first);  // the first progress message, or the end
+    return std::make_pair(std::move(reader), got);
+  };
+  grpc::ClientContext c1, c2;
+  v1::WatchStateResponse response;
+  auto [w1, ok1] = open(c1, &response);
+  auto [w2, ok2] = open(c2, &response);
+  ASSERT_TRUE(ok1 && ok2);
+  grpc::ClientContext c3;
+  auto [w3, ok3] = open(c3, &response);
+  EXPECT_FALSE(ok3);
+  grpc::Status refused = w3->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("already has 2 watches open"));
+  c1.TryCancel();
+  w1->Finish();
+  // The slot frees once the router has seen the cancel.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        grpc::ClientContext c4;
+        c4.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+        auto [w4, ok4] = open(c4, &response);
+        c4.TryCancel();
+        w4->Finish();
+        return ok4;
+      },
+      absl::Seconds(30)));
+  c2.TryCancel();
+  w2->Finish();
+}
+
 }  // namespace
 }  // namespace tally::test
