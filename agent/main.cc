@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -26,6 +27,7 @@
 #include "agent/spool/spool.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/common/log.h"
+#include "server/common/tls.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the config file (tally.agent.v1.AgentConfig as JSON or textproto). Required.");
@@ -129,7 +131,26 @@ int Run() {
   sender_options.routers.assign(config->routers().begin(), config->routers().end());
   sender_options.token_file = config->token_file();
   sender_options.rpc_timeout = tally::agent::ToDuration(config->rpc_timeout());
-  tally::agent::RouterSender sender(sender_options, tally::agent::InsecureStubFactory(backoff));
+  tally::agent::StubFactory stubs = tally::agent::InsecureStubFactory(backoff);
+  if (!config->tls().ca_file().empty()) {
+    grpc::SslCredentialsOptions tls;
+    for (auto [path, out, field] :
+         {std::tuple{config->tls().ca_file(), &tls.pem_root_certs, "tls.ca_file"},
+          std::tuple{config->tls().cert_file(), &tls.pem_cert_chain, "tls.cert_file"},
+          std::tuple{config->tls().key_file(), &tls.pem_private_key, "tls.key_file"}}) {
+      if (path.empty()) continue;
+      auto pem = tally::common::ReadPem(path, field);
+      if (!pem.ok()) {
+        tally::log::Error("cannot read TLS files", {{"error", pem.status().ToString()}});
+        return 2;
+      }
+      *out = *pem;
+    }
+    stubs = tally::agent::StubFactoryWith(backoff, grpc::SslCredentials(tls));
+  } else {
+    tally::log::Warn("talking to the routers in plaintext (no tls.ca_file)");
+  }
+  tally::agent::RouterSender sender(sender_options, std::move(stubs));
   tally::agent::OutboxOptions outbox_options;
   outbox_options.max_batch = static_cast<size_t>(config->max_batch());
   outbox_options.backoff = backoff;

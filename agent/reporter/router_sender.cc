@@ -41,15 +41,19 @@ std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
 }  // namespace
 
 StubFactory InsecureStubFactory(BackoffOptions reconnect) {
-  return [reconnect](const std::string& endpoint) {
+  return StubFactoryWith(reconnect, grpc::InsecureChannelCredentials());
+}
+
+StubFactory StubFactoryWith(BackoffOptions reconnect,
+                            std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  return [reconnect, credentials](const std::string& endpoint) {
     grpc::ChannelArguments args;
     const int initial = static_cast<int>(absl::ToInt64Milliseconds(reconnect.initial));
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(1, initial));
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(1, initial));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                 std::max(1, static_cast<int>(absl::ToInt64Milliseconds(reconnect.max))));
-    return tally::v1::StateService::NewStub(
-        grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args));
+    return tally::v1::StateService::NewStub(grpc::CreateCustomChannel(endpoint, credentials, args));
   };
 }
 

@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "agent/reporter/backoff.h"
 #include "agent/reporter/report_sender.h"
+#include "grpcpp/security/credentials.h"
 #include "tally/v1/state.grpc.pb.h"
 
 namespace tally::agent {
@@ -21,6 +22,9 @@ using StubFactory = std::function<std::unique_ptr<tally::v1::StateService::StubI
 // Plaintext channels whose reconnect backoff is bounded by `reconnect` (initial..max), so a
 // router that comes back is noticed about as soon as the agent's own backoff retries it.
 StubFactory InsecureStubFactory(BackoffOptions reconnect);
+// The same over TLS with `credentials`.
+StubFactory StubFactoryWith(BackoffOptions reconnect,
+                            std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 struct RouterSenderOptions {
   std::vector<std::string> routers;  // host:port, at least one

@@ -1,11 +1,11 @@
 #include "server/tallyd/server.h"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "grpc/health/v1/health.pb.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/common/log.h"
 #include "server/common/tls.h"
@@ -41,7 +41,16 @@ absl::Status Server::Start() {
   const absl::Duration default_deadline =
       absl::Milliseconds(config::DurationMs(config_.router().default_deadline()));
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (!config_.server().disable_reflection()) {
+    // libgrpc++_reflection registers its plugin with every ServerBuilder from a static
+    // initializer: linking it would mean reflection always on. Loaded only when wanted, it is a
+    // switch.
+    if (dlopen(TALLY_GRPC_REFLECTION_LIBRARY, RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot load gRPC reflection (", TALLY_GRPC_REFLECTION_LIBRARY,
+                       "): ", dlerror(), "; set server.disable_reflection to run without it"));
+    }
+  }
   grpc::ServerBuilder builder;
 
   if (config_.node().enabled()) {

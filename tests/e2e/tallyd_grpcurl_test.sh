@@ -22,6 +22,15 @@ if "$GRPCURL" -plaintext "$ADDR_a" grpc.health.v1.Health/NoSuchMethod 2>"$E2E_DI
   fail "an unknown method succeeded"
 fi
 
+# Reflection follows server.disable_reflection.
+write_config "$E2E_DIR/noreflect.textproto" "e2e-grpcurl-$$" 'server { listen_address: "127.0.0.1:0" disable_reflection: true }'
+sed -i '0,/^server { listen_address: "127.0.0.1:0" }$/{/^server { listen_address: "127.0.0.1:0" }$/d}' "$E2E_DIR/noreflect.textproto"
+start_tallyd b "$tallyd" "$E2E_DIR/noreflect.textproto"
+if "$GRPCURL" -plaintext "$ADDR_b" list >"$E2E_DIR/noreflect.out" 2>&1; then
+  fail "reflection answered with server.disable_reflection: $(cat "$E2E_DIR/noreflect.out")"
+fi
+grep -qi "reflection" "$E2E_DIR/noreflect.out" || fail "unexpected error without reflection: $(cat "$E2E_DIR/noreflect.out")"
+
 kill -TERM "$PID_a"
 rc=0
 for _ in $(seq 100); do kill -0 "$PID_a" 2>/dev/null || break; sleep 0.1; done

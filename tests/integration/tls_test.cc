@@ -16,6 +16,7 @@
 #include "tests/integration/cluster.h"
 #include "tests/testing/kafka_bootstrap.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
 
 namespace tally::test {
 namespace {
@@ -118,6 +119,37 @@ TEST(TlsTest, MutualTlsServesCertifiedClientsAndRoutesBetweenNodesAndRefusesTheR
     remote_reads += got.served_by() == "n1" ? 1 : 0;
   }
   EXPECT_GT(remote_reads, 0) << "no read crossed from router n2 to node n1";
+
+  // A tally-agent reporting over mutual TLS with its own certificate.
+  {
+    std::ofstream(absl::StrCat(d, "/state")) << "calm\n";
+    std::ofstream(absl::StrCat(d, "/agent.textproto"))
+        << "agent_id: \"agent-1\"\n"
+        << "routers: [\"" << cluster.process("n2").address() << "\"]\n"
+        << "spool { dir: \"" << d << "/spool\" }\n"
+        << "interval { seconds: 1 }\n"
+        << "tls { ca_file: \"" << d << "/ca.pem\" cert_file: \"" << d
+        << "/client.pem\" key_file: \"" << d << "/client.key\" }\n"
+        << "watches { scenario: \"" << TestCluster::kScenario
+        << "\" object_key: \"agent-site\" check { file { path: \"" << d << "/state\" } } }\n";
+    const std::string command = absl::StrCat(AGENT_PATH, " --config=", d, "/agent.textproto > ", d,
+                                             "/agent.log 2>&1 & echo $! > ", d, "/agent.pid");
+    ASSERT_EQ(std::system(command.c_str()), 0);
+    bool reported = WaitFor(
+        [&] {
+          v1::GetStateRequest get;
+          get.set_scenario(TestCluster::kScenario);
+          get.set_object_key("agent-site");
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+          v1::GetStateResponse got;
+          return cluster.state("n1").GetState(&context, get, &got).ok() &&
+                 got.state().state() == "calm";
+        },
+        absl::Seconds(60));
+    std::system(absl::StrCat("kill $(cat ", d, "/agent.pid)").c_str());
+    EXPECT_TRUE(reported) << Read(absl::StrCat(d, "/agent.log"));
+  }
 
   const std::string address = cluster.process("n1").address();
   EXPECT_TRUE(Describe(address, Tls(d, "ca", "client")).ok());
