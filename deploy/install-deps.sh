@@ -17,6 +17,7 @@ _tally_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates python3 curl openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev liblmdb-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
+  clang libclang-rt-14-dev
 )
 
 _tally_missing=()

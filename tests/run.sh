@@ -4,7 +4,9 @@
 #   2. configures and builds (build dir: $TALLY_BUILD_DIR, default <repo>/build),
 #   3. starts one Kafka 3.9 broker (KRaft, 127.0.0.1, a free port, a temp dir),
 #   4. runs every test through ctest, with TALLY_KAFKA_BOOTSTRAP pointing at the broker,
-#   5. stops the broker and removes its temp dir, also on failure or Ctrl-C.
+#   5. runs every libFuzzer target for TALLY_FUZZ_SECONDS (default 20) each (tests/fuzz/run.sh;
+#      skipped only when ctest arguments select a subset, or with TALLY_FUZZ_SECONDS=0),
+#   6. stops the broker and removes its temp dir, also on failure or Ctrl-C.
 # Exits non-zero if anything fails. Extra arguments go to ctest (e.g. -R shard -V).
 # TALLY_SANITIZE=asan|tsan builds with the sanitizer (in build-asan / build-tsan).
 set -euo pipefail
@@ -49,3 +51,6 @@ echo "run.sh: Kafka broker at $TALLY_KAFKA_BOOTSTRAP" >&2
 
 cd "$build"
 ctest --output-on-failure --timeout 900 -j "$(nproc)" "$@"
+if (($# == 0)) && [[ "${TALLY_FUZZ_SECONDS:-20}" != 0 ]]; then
+  "$root/tests/fuzz/run.sh" "${TALLY_FUZZ_SECONDS:-20}"
+fi

@@ -27,8 +27,12 @@ RoutingTable::RoutingTable(
     auto node = std::make_shared<NodeRoute>();
     node->member = record;
     node->member.clear_partitions();
-    const int64_t timeout_ms = std::max<int64_t>(3 * record.heartbeat_interval_ms(), 3000);
-    node->alive = !record.leaving() && now_ms - record.heartbeat_ms() <= timeout_ms;
+    // Records come from a topic anyone with access can write: clamp before the arithmetic.
+    const int64_t interval_ms =
+        std::clamp<int64_t>(record.heartbeat_interval_ms(), 0, int64_t{3600} * 1000);
+    const int64_t timeout_ms = std::max<int64_t>(3 * interval_ms, 3000);
+    const int64_t heartbeat_ms = std::clamp<int64_t>(record.heartbeat_ms(), 0, now_ms);
+    node->alive = !record.leaving() && now_ms - heartbeat_ms <= timeout_ms;
     if (node->alive) {
       auto it = old_clients.find(absl::StrCat(id, "@", record.endpoint()));
       node->client = it != old_clients.end() ? it->second : factory(id, record.endpoint());

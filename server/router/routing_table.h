@@ -34,7 +34,11 @@ struct NodeRoute {
 struct Copy {
   std::shared_ptr<const NodeRoute> node;
   internal::v1::PartitionState state;
-  int64_t lag() const { return std::max<int64_t>(0, state.end_offset() - state.applied_offset()); }
+  // Saturating: the offsets come from a topic anyone with access can write.
+  int64_t lag() const {
+    const int64_t applied = std::max<int64_t>(0, state.applied_offset());
+    return state.end_offset() > applied ? state.end_offset() - applied : 0;
+  }
 };
 
 struct PartitionRoute {

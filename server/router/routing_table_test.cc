@@ -1,5 +1,7 @@
 #include "server/router/routing_table.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 
 namespace tally::router {
@@ -80,6 +82,21 @@ TEST_F(RoutingTableTest, SilentOrLeavingNodesRouteNothingButAreListed) {
   ASSERT_EQ(table.nodes().size(), 2u);
   EXPECT_FALSE(table.nodes()[0]->alive);
   EXPECT_FALSE(table.nodes()[1]->alive);
+}
+
+TEST_F(RoutingTableTest, HostileHeartbeatFieldsDoNotOverflow) {
+  // Found by tests/fuzz/member_record_fuzz: 3 * interval overflowed.
+  members_["n1"] = Member("n1", std::numeric_limits<int64_t>::min());
+  members_["n1"].set_heartbeat_interval_ms(-4827858800541171713);
+  Hold(members_["n1"], 0, internal::v1::SHARD_ROLE_ACTIVE, 1, std::numeric_limits<int64_t>::min(),
+       std::numeric_limits<int64_t>::max());
+  members_["n2"] = Member("n2", std::numeric_limits<int64_t>::max());
+  members_["n2"].set_heartbeat_interval_ms(std::numeric_limits<int64_t>::max());
+  Hold(members_["n2"], 1, internal::v1::SHARD_ROLE_ACTIVE, 1, 5, 3);
+  RoutingTable table = Build();
+  EXPECT_EQ(table.Find("demo", 0), nullptr) << "a heartbeat from the dawn of time is dead";
+  ASSERT_NE(table.Find("demo", 1), nullptr);
+  EXPECT_EQ(table.Find("demo", 1)->active->lag(), 0);
 }
 
 TEST_F(RoutingTableTest, TwoActiveClaimsTheLaterTakeoverWins) {
