@@ -11,6 +11,7 @@
 #include "server/common/tls.h"
 #include "server/config/config.h"
 #include "server/node/processor.h"
+#include "server/router/parse_error_interceptor.h"
 
 namespace tally {
 namespace {
@@ -107,6 +108,10 @@ absl::Status Server::Start() {
         std::make_unique<router::AdminService>(*router_, feed_.get(), *auth_, default_deadline);
     builder.RegisterService(state_service_.get());
     builder.RegisterService(admin_service_.get());
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(router::NewParseErrorInterceptor());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
 
   int port = 0;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
@@ -490,6 +492,40 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
     grpc::Status status = c.call(*state_stubs_["n2"], *admin_stubs_["n2"], context);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr(c.message));
+  }
+
+  // Strings that are not UTF-8 cannot be sent by a well-behaved client; sent as raw bytes, they
+  // fail to parse before any service code runs, and still get INVALID_ARGUMENT.
+  {
+    auto bytes = [](std::vector<std::pair<int, std::string>> fields) {
+      std::string out;
+      for (const auto& [number, value] : fields) {
+        out.push_back(static_cast<char>(number << 3 | 2));
+        out.push_back(static_cast<char>(value.size()));
+        out += value;
+      }
+      return out;
+    };
+    grpc::GenericStub generic(
+        grpc::CreateChannel(nodes_["n2"]->address(), grpc::InsecureChannelCredentials()));
+    for (const auto& [method, request] : std::vector<std::pair<std::string, std::string>>{
+             {"/tally.v1.StateService/ReportState",
+              bytes({{1, kScenario}, {2, "bad\xff"}, {3, "agent-1"}, {4, "attack"}})},
+             {"/tally.v1.StateService/GetState", bytes({{1, kScenario}, {2, "bad\xc3"}})}}) {
+      SCOPED_TRACE(method);
+      grpc::Slice slice(request);
+      grpc::ByteBuffer buffer(&slice, 1);
+      grpc::ByteBuffer reply;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      std::promise<grpc::Status> done;
+      generic.UnaryCall(&context, method, grpc::StubOptions(), &buffer, &reply,
+                        [&](grpc::Status status) { done.set_value(status); });
+      grpc::Status status = done.get_future().get();
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+      EXPECT_THAT(status.error_message(), HasSubstr("UTF-8"));
+    }
+    EXPECT_TRUE(Describe("n2").ok()) << "the router keeps serving";
   }
 
   // Nothing reached Kafka: a record written now is the first one on the reports topic.
