@@ -27,24 +27,34 @@ kafka::Properties ConsumerProperties(const config::v1::Config& config, const std
   return props;
 }
 
-// A change event from a changes-topic message; false if it is not one.
 bool ToItem(const rd_kafka_message_t& msg, ChangeItem& item) {
+  return msg.payload != nullptr &&
+         ParseChangeItem(msg.payload, msg.len, msg.partition, msg.offset, item);
+}
+
+}  // namespace
+
+bool ParseChangeItem(const void* payload, size_t size, int32_t partition, int64_t offset,
+                     ChangeItem& item) {
   records::v1::ChangeEvent event;
-  if (msg.payload == nullptr || !event.ParseFromArray(msg.payload, static_cast<int>(msg.len))) {
+  if (size > static_cast<size_t>(INT32_MAX) ||
+      !event.ParseFromArray(payload, static_cast<int>(size))) {
     return false;
   }
-  item.partition = msg.partition;
-  item.offset = msg.offset;
+  item.partition = partition;
+  item.offset = offset;
   item.change.set_object_key(event.object_key());
   item.change.set_old_state(event.old_state());
   item.change.set_new_state(event.new_state());
   item.change.set_version(event.version());
-  *item.change.mutable_time() = TimeUtil::MillisecondsToTimestamp(event.time_ms());
-  item.change.set_cause(static_cast<v1::ChangeCause>(event.cause()));
+  // Clamped to what a Timestamp can hold: the topic is writable by others.
+  const int64_t time_ms = std::clamp<int64_t>(event.time_ms(), 0, int64_t{253402300799} * 1000);
+  *item.change.mutable_time() = TimeUtil::MillisecondsToTimestamp(time_ms);
+  item.change.set_cause(v1::ChangeCause_IsValid(event.cause())
+                            ? static_cast<v1::ChangeCause>(event.cause())
+                            : v1::CHANGE_CAUSE_UNSPECIFIED);
   return true;
 }
-
-}  // namespace
 
 bool Filter::Matches(const std::string& key) const {
   if (!object_key.empty()) return key == object_key;

@@ -45,6 +45,11 @@ struct ChangeItem {
   v1::StateChange change;
 };
 
+// A change event read from a changes topic (untrusted bytes) as the feed delivers it; false if
+// the bytes are not a tally.records.v1.ChangeEvent.
+bool ParseChangeItem(const void* payload, size_t size, int32_t partition, int64_t offset,
+                     ChangeItem& item);
+
 class Subscriber {
  public:
   virtual ~Subscriber() = default;

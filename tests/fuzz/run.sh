@@ -13,7 +13,8 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$build" --target fuzzers
 work="$(mktemp -d -t tally-fuzz.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-for target in report_record_fuzz object_record_fuzz tokens_fuzz config_fuzz member_record_fuzz; do
+for target in report_record_fuzz object_record_fuzz tokens_fuzz config_fuzz member_record_fuzz \
+    change_event_fuzz; do
   mkdir -p "$work/$target"
   cp "$root/tests/fuzz/corpus/$target/"* "$work/$target/"
   echo "fuzz: $target for ${seconds}s" >&2
