@@ -57,6 +57,12 @@ class GrpcShardClient final : public ShardClient {
  private:
   absl::Status Annotate(const grpc::Status& status) {
     absl::Status s = FromGrpcStatus(status);
+    if (s.code() == absl::StatusCode::kCancelled) {
+      // The router never cancels these calls itself: the node did, shutting down. Another
+      // copy (or the node's successor) may answer, so it is worth a retry.
+      return absl::UnavailableError(absl::StrCat(
+          "node at ", endpoint_, " cancelled the call (shutting down?): ", s.message()));
+    }
     if (s.code() == absl::StatusCode::kUnavailable) {
       // The transport's message alone ("failed to connect to all addresses") does not say which.
       return absl::UnavailableError(absl::StrCat("node at ", endpoint_, ": ", s.message()));
