@@ -25,7 +25,8 @@ TEST(TokensTest, MalformedWriteTokensNameTheField) {
 }
 
 TEST(TokensTest, PageTokenRoundTripsAnyKey) {
-  const std::string key("site/\xff\x01 with spaces", 21);
+  constexpr char kKey[] = "site/\xff\x01 with spaces";
+  const std::string key(kKey, sizeof(kKey) - 1);  // bytes that are not UTF-8 included
   auto parsed = ParsePageToken(EncodePageToken(key));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, key);
