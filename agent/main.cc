@@ -164,8 +164,8 @@ int Run() {
                     {"watches", config->watches_size()},
                     {"spool_dir", config->spool().dir()},
                     {"spooled_records", (*spool)->Stats().records},
+                    {"tls", config->tls().ca_file().empty() ? "off" : "on"},
                     {"auth", config->token_file().empty() ? "none" : "bearer token file"}});
-  tally::log::Warn("router connections are plaintext (no TLS)");
   agent.Start();
 
   int signal_number = 0;
@@ -193,9 +193,10 @@ int main(int argc, char** argv) {
       "Each watch's check (a command, an HTTP GET or a file) runs every interval (with jitter);\n"
       "a changed state is reported at once and an unchanged one again every ttl/2, so the vote\n"
       "stays alive. Reports go to the first router that answers (gRPC ReportState/ReportStates,\n"
-      "plaintext, `authorization: Bearer <token>` with a token file). While no router answers,\n"
-      "reports are kept in order in a bounded on-disk spool and delivered when one is back,\n"
-      "also after a restart. --once runs every check once and prints what it would report.\n"
+      "TLS with tls.ca_file, else plaintext; `authorization: Bearer <token>` with a token file).\n"
+      "While no router answers, reports are kept in order in a bounded on-disk spool and\n"
+      "delivered when one is back, also after a restart. --once runs every check once and\n"
+      "prints what it would report.\n"
       "SIGTERM or SIGINT stops it; reports not yet delivered stay in the spool. Logs go to\n"
       "stderr in logfmt; TALLY_LOG_LEVEL=debug|info|warn|error sets the level. Exit codes:\n"
       "0 ok, 1 runtime failure (or --once with a watch that has no report), 2 bad config.\n"

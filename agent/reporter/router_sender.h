@@ -14,8 +14,8 @@
 
 namespace tally::agent {
 
-// Makes the StateService stub for one router endpoint (host:port). The seam where tests or a
-// future TLS set-up plug in their own channels.
+// Makes the StateService stub for one router endpoint (host:port). The seam where tests plug in
+// their own channels.
 using StubFactory = std::function<std::unique_ptr<tally::v1::StateService::StubInterface>(
     const std::string& endpoint)>;
 
