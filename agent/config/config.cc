@@ -3,9 +3,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "agent/check/check.h"
 #include "server/common/proto_file.h"
 
@@ -21,11 +20,13 @@ void SetIfUnset(google::protobuf::Duration* d, bool has, absl::Duration value) {
 }
 
 // The server's limits on reports (README "Limits on reports"), checked here so a bad config
-// fails at start rather than as refused reports.
+// fails at start rather than as refused reports. The router also refuses NUL in every string.
 constexpr size_t kMaxAgentId = 128;
 constexpr size_t kMaxObjectKey = 256;
 constexpr size_t kMaxState = 256;
 constexpr int kMaxAttributes = 32;
+
+bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
 
 }  // namespace
 
@@ -73,8 +74,10 @@ void ApplyDefaults(v1::AgentConfig& config) {
 }
 
 absl::Status ValidateAgentConfig(const v1::AgentConfig& config, bool once) {
-  if (config.agent_id().empty() || config.agent_id().size() > kMaxAgentId) {
-    return Invalid("agent_id", absl::StrCat("must be 1-", kMaxAgentId, " bytes (or --agent_id)"));
+  if (config.agent_id().empty() || config.agent_id().size() > kMaxAgentId ||
+      HasNul(config.agent_id())) {
+    return Invalid("agent_id",
+                   absl::StrCat("must be 1-", kMaxAgentId, " bytes without NUL (or --agent_id)"));
   }
   if (!once && config.routers().empty()) {
     return Invalid("routers", "at least one router (host:port) is needed (or --routers)");
@@ -114,8 +117,7 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& config, bool once) {
     const v1::Watch& w = config.watches(i);
     const std::string field = absl::StrCat("watches[", i, "]");
     if (w.scenario().empty()) return Invalid(field + ".scenario", "must not be empty");
-    if (w.object_key().empty() || w.object_key().size() > kMaxObjectKey ||
-        w.object_key().find('\0') != std::string::npos) {
+    if (w.object_key().empty() || w.object_key().size() > kMaxObjectKey || HasNul(w.object_key())) {
       return Invalid(field + ".object_key",
                      absl::StrCat("must be 1-", kMaxObjectKey, " bytes without NUL"));
     }
@@ -130,16 +132,18 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& config, bool once) {
     if (ttl < absl::Milliseconds(20) || ttl > absl::Hours(24 * 7)) {
       return Invalid(field + ".ttl", "must be in [20ms, 7d]");
     }
-    if (w.error_state().size() > kMaxState) {
-      return Invalid(field + ".error_state", absl::StrCat("must be at most ", kMaxState, " bytes"));
+    if (w.error_state().size() > kMaxState || HasNul(w.error_state())) {
+      return Invalid(field + ".error_state",
+                     absl::StrCat("must be at most ", kMaxState, " bytes without NUL"));
     }
     if (w.attributes_size() > kMaxAttributes) {
       return Invalid(field + ".attributes", absl::StrCat("at most ", kMaxAttributes, " allowed"));
     }
     for (const auto& [key, value] : w.attributes()) {
-      if (key.empty() || key.size() > 128 || value.size() > 1024) {
+      if (key.empty() || key.size() > 128 || value.size() > 1024 || HasNul(key) || HasNul(value)) {
         return Invalid(field + ".attributes",
-                       absl::StrCat("\"", key, "\": keys 1-128 bytes, values up to 1024"));
+                       absl::StrCat("\"", absl::CEscape(key),
+                                    "\": keys 1-128 bytes, values up to 1024, no NUL"));
       }
     }
     absl::StatusOr<std::unique_ptr<Check>> check = NewCheck(w.check());

@@ -81,6 +81,11 @@ TEST(AgentConfigTest, ErrorsNameTheField) {
       {[](auto& c) { c.mutable_watches(0)->mutable_ttl()->set_seconds(0); }, "watches[0].ttl"},
       {[](auto& c) { c.mutable_watches(0)->clear_scenario(); }, "watches[0].scenario"},
       {[](auto& c) { c.clear_watches(); }, "watches"},
+      {[](auto& c) { c.set_agent_id(std::string("a\0b", 3)); }, "agent_id"},
+      {[](auto& c) { c.mutable_watches(0)->set_error_state(std::string("x\0", 2)); },
+       "watches[0].error_state"},
+      {[](auto& c) { (*c.mutable_watches(0)->mutable_attributes())["k"] = std::string("\0", 1); },
+       "watches[0].attributes"},
   };
   for (const Case& c : cases) {
     v1::AgentConfig config = Valid();

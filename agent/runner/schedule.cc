@@ -38,9 +38,13 @@ absl::Duration Schedule::Jittered(absl::Duration interval) {
 
 absl::StatusOr<std::string> Schedule::Observe(Watch& w) {
   absl::StatusOr<std::string> state = w.check->Run();
+  // The router would refuse the report (and the outbox drop it); say so here, where the watch's
+  // error_state can stand in.
   if (state.ok() && state->size() > 256) {
     state = absl::InvalidArgumentError(
         absl::StrCat("state of ", state->size(), " bytes is longer than 256"));
+  } else if (state.ok() && state->find('\0') != std::string::npos) {
+    state = absl::InvalidArgumentError("state contains NUL");
   }
   if (state.ok()) return state;
   log::Warn("check yielded no state",

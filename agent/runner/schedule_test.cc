@@ -145,6 +145,17 @@ TEST_F(ScheduleTest, FailedCheckReportsErrorState) {
   EXPECT_EQ(reports[0].state(), "unknown");
 }
 
+TEST_F(ScheduleTest, StateTheRouterWouldRefuseReportsErrorState) {
+  auto schedule = Make(0.0, "unknown");
+  for (const std::string& bad : {std::string(257, 'x'), std::string("up\0x", 4)}) {
+    script_->result = bad;
+    auto reports = schedule->RunDue();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_EQ(reports[0].state(), "unknown");
+    clock_.Advance(absl::Seconds(30));
+  }
+}
+
 TEST_F(ScheduleTest, FailedCheckWithoutErrorStateReportsNothingThenReportsAgain) {
   auto schedule = Make();
   ASSERT_EQ(schedule->RunDue().size(), 1u);
