@@ -94,6 +94,14 @@ absl::Status ValidateAgentConfig(const v1::AgentConfig& config, bool once) {
       config.spool().segment_bytes() > config.spool().max_bytes() / 4) {
     return Invalid("spool.segment_bytes", "must be in [4 KiB, max_bytes / 4]");
   }
+  const v1::Tls& tls = config.tls();
+  if (tls.ca_file().empty() && (!tls.cert_file().empty() || !tls.key_file().empty())) {
+    return Invalid("tls.ca_file", "is required with tls.cert_file and tls.key_file");
+  }
+  if (tls.cert_file().empty() != tls.key_file().empty()) {
+    return Invalid(tls.cert_file().empty() ? "tls.cert_file" : "tls.key_file",
+                   "tls.cert_file and tls.key_file go together (mutual TLS)");
+  }
   if (config.jitter() < 0 || config.jitter() > 0.5) return Invalid("jitter", "must be in [0, 0.5]");
   const v1::Backoff& backoff = config.backoff();
   if (ToDuration(backoff.initial()) <= absl::ZeroDuration()) {

@@ -86,6 +86,12 @@ TEST(AgentConfigTest, ErrorsNameTheField) {
        "watches[0].error_state"},
       {[](auto& c) { (*c.mutable_watches(0)->mutable_attributes())["k"] = std::string("\0", 1); },
        "watches[0].attributes"},
+      {[](auto& c) { c.mutable_tls()->set_cert_file("agent.pem"); }, "tls.ca_file"},
+      {[](auto& c) {
+         c.mutable_tls()->set_ca_file("ca.pem");
+         c.mutable_tls()->set_cert_file("agent.pem");
+       },
+       "tls.key_file"},
   };
   for (const Case& c : cases) {
     v1::AgentConfig config = Valid();
