@@ -13,6 +13,7 @@
 #include "agent/check/http_check.h"
 #include "gtest/gtest.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/wait.h"
 
 namespace tally::agent {
 namespace {
@@ -85,9 +86,21 @@ TEST(ExecCheckTest, MissingProgramIsUnavailable) {
   EXPECT_TRUE(absl::IsUnavailable(check->Run().status()));
 }
 
+// True once `pid` has exited (gone, or a zombie its new parent has not reaped yet).
+bool Exited(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  // "pid (comm) S ...": the state follows the last ')'.
+  const size_t paren = line.rfind(')');
+  return paren == std::string::npos || line.substr(paren + 2, 1) == "Z";
+}
+
 TEST(ExecCheckTest, TimeoutKillsTheCommandAndWhatItStarted) {
+  test::TempDir dir;
+  const std::string pid_file = dir.path() + "/child.pid";
   // The background sleep keeps stdout open: only killing the process group ends the check.
-  v1::Check config = Shell("sleep 30 & sleep 30");
+  v1::Check config = Shell(absl::StrCat("sleep 30 & echo $! > ", pid_file, "; sleep 30"));
   config.mutable_exec()->set_otherwise("unknown");
   config.mutable_timeout()->set_nanos(200 * 1000 * 1000);
   auto check = MakeOrDie(config);
@@ -96,6 +109,11 @@ TEST(ExecCheckTest, TimeoutKillsTheCommandAndWhatItStarted) {
   absl::StatusOr<std::string> state = check->Run();
   EXPECT_TRUE(absl::IsDeadlineExceeded(state.status())) << state.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  pid_t child = 0;
+  std::ifstream(pid_file) >> child;
+  ASSERT_GT(child, 0) << "the command did not get to start its child";
+  EXPECT_TRUE(test::WaitFor([&] { return Exited(child); }, absl::Seconds(5)))
+      << "the command's child " << child << " outlived the timeout";
 }
 
 TEST(ExecCheckTest, CommandKilledBySignalGetsOtherwise) {
