@@ -69,11 +69,11 @@ absl::Time Outbox::DeliverFromSpool(absl::Time now) {
   if (batch.empty()) return now;  // the spool skipped unreadable records
   std::vector<tally::v1::ReportStateRequest> reports;
   reports.reserve(batch.size());
-  for (const SpooledReport& r : batch) reports.push_back(r.report);
+  for (SpooledReport& r : batch) reports.push_back(std::move(r.report));  // batch keeps the ids
   SendResult result = sender_.Send(reports);
   size_t done = result.delivered;
   if (absl::IsInvalidArgument(result.status) && done < batch.size()) {
-    const tally::v1::ReportStateRequest& bad = batch[done].report;
+    const tally::v1::ReportStateRequest& bad = reports[done];
     log::Error("router refused a report: dropped", {{"scenario", bad.scenario()},
                                                     {"object", bad.object_key()},
                                                     {"state", bad.state()},
