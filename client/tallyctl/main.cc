@@ -15,6 +15,7 @@
 #include "client/client.h"
 #include "client/tallyctl/command_line.h"
 #include "client/tallyctl/commands.h"
+#include "server/common/tls.h"
 
 namespace {
 
@@ -60,19 +61,17 @@ int main(int argc, char** argv) {
     }
   }
   if (!inv->ca_file.empty()) {
-    std::string ca, cert, key, error;
+    std::string ca, cert, key;
     for (auto [path, out, flag] : {std::tuple{&inv->ca_file, &ca, "--ca_file"},
                                    std::tuple{&inv->cert_file, &cert, "--cert_file"},
                                    std::tuple{&inv->key_file, &key, "--key_file"}}) {
       if (path->empty()) continue;
-      std::ifstream in(*path);
-      if (!in) {
-        std::cerr << "tallyctl: " << flag << ": cannot read " << *path << "\n";
+      absl::StatusOr<std::string> pem = tally::common::ReadPem(*path, flag);
+      if (!pem.ok()) {
+        std::cerr << "tallyctl: " << pem.status().message() << "\n";
         return kExitUsage;
       }
-      std::stringstream buffer;
-      buffer << in.rdbuf();
-      *out = buffer.str();
+      *out = *std::move(pem);
     }
     options.channel_factory = tally::TlsChannelFactory(ca, cert, key);
   }
