@@ -212,6 +212,14 @@ const FlagSpec& Spec(const std::string& command, const std::string& name, FlagTy
   return *f;
 }
 
+// The value of the command's flag `name` (declared with `type`): the last one given, else the
+// spec's default.
+const std::string& Value(const Invocation& inv, const std::string& name, FlagType type) {
+  const FlagSpec& f = Spec(inv.command, name, type);
+  auto it = inv.flags.find(name);
+  return it == inv.flags.end() ? f.default_value : it->second.back();
+}
+
 // Checks what the flag table cannot say: combinations of arguments and flags.
 absl::Status CheckCombinations(const Invocation& inv) {
   if (inv.command == "list" && inv.Has("page_size") &&
@@ -253,31 +261,23 @@ const std::vector<CommandSpec>& Commands() { return AllCommands(); }
 const std::vector<FlagSpec>& GlobalFlags() { return AllGlobalFlags(); }
 
 std::string Invocation::String(const std::string& name) const {
-  const FlagSpec& f = Spec(command, name, FlagType::kString);
-  auto it = flags.find(name);
-  return it == flags.end() ? f.default_value : it->second.back();
+  return Value(*this, name, FlagType::kString);
 }
 
 int64_t Invocation::Int(const std::string& name) const {
-  const FlagSpec& f = Spec(command, name, FlagType::kInt);
-  auto it = flags.find(name);
   int64_t n = 0;
-  bool ok = absl::SimpleAtoi(it == flags.end() ? f.default_value : it->second.back(), &n);
+  bool ok = absl::SimpleAtoi(Value(*this, name, FlagType::kInt), &n);
   assert(ok);
   (void)ok;
   return n;
 }
 
 bool Invocation::Bool(const std::string& name) const {
-  const FlagSpec& f = Spec(command, name, FlagType::kBool);
-  auto it = flags.find(name);
-  return (it == flags.end() ? f.default_value : it->second.back()) == "true";
+  return Value(*this, name, FlagType::kBool) == "true";
 }
 
 absl::Duration Invocation::Duration(const std::string& name) const {
-  const FlagSpec& f = Spec(command, name, FlagType::kDuration);
-  auto it = flags.find(name);
-  const std::string& value = it == flags.end() ? f.default_value : it->second.back();
+  const std::string& value = Value(*this, name, FlagType::kDuration);
   absl::Duration d = absl::ZeroDuration();
   if (!value.empty()) absl::ParseDuration(value, &d);
   return d;
