@@ -400,6 +400,11 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     if (a.empty()) return Usage(absl::StrCat(command->name, ": arguments must not be empty"));
   }
 
+  // A global flag's value: the last one given, else the spec's default (one place for both).
+  auto global = [&](const std::string& name) {
+    auto it = globals.find(name);
+    return it != globals.end() ? it->second : FindFlag(GlobalFlags(), name, 0)->default_value;
+  };
   std::string routers = globals.count("routers")     ? globals["routers"]
                         : !tally_routers_env.empty() ? tally_routers_env
                                                      : kDefaultRouters;
@@ -407,18 +412,18 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     inv.routers.emplace_back(absl::StripAsciiWhitespace(r));
   }
   if (inv.routers.empty()) return Usage("--routers: no router given");
-  inv.token_file = globals["token_file"];
-  inv.ca_file = globals["ca_file"];
-  inv.cert_file = globals["cert_file"];
-  inv.key_file = globals["key_file"];
+  inv.token_file = global("token_file");
+  inv.ca_file = global("ca_file");
+  inv.cert_file = global("cert_file");
+  inv.key_file = global("key_file");
   if (inv.cert_file.empty() != inv.key_file.empty()) {
     return Usage("--cert_file and --key_file go together");
   }
   if (!inv.cert_file.empty() && inv.ca_file.empty()) {
     return Usage("--cert_file needs --ca_file (mutual TLS is TLS)");
   }
-  absl::ParseDuration(globals.count("timeout") ? globals["timeout"] : "10s", &inv.timeout);
-  const std::string output = globals.count("output") ? globals["output"] : "table";
+  absl::ParseDuration(global("timeout"), &inv.timeout);
+  const std::string output = global("output");
   if (output == "table") {
     inv.output = OutputFormat::kTable;
   } else if (output == "json") {
