@@ -34,47 +34,48 @@ absl::StatusOr<CursorPtr> OpenCursor(const ShardDbs& dbs, MDB_txn* txn, MDB_dbi 
   return CursorPtr(cursor);
 }
 
+namespace {
+
+// The value of `key` in `dbi` (named `db_name` in errors), parsed by `parse` into a T; nullopt if
+// the key is absent, DATA_LOSS naming the value's `type` if it does not parse.
+template <typename T, typename Parse>
+absl::StatusOr<std::optional<T>> ReadValue(const ShardDbs& dbs, MDB_txn* txn, MDB_dbi dbi,
+                                           std::string_view db_name, std::string_view key,
+                                           std::string_view type, const Parse& parse) {
+  MDB_val k = ToVal(key);
+  MDB_val value;
+  const int rc = mdb_get(txn, dbi, &k, &value);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  if (rc != MDB_SUCCESS) {
+    return MdbStatus(dbs.dir, absl::StrCat("mdb_get(", AbslView(db_name), ")"), rc);
+  }
+  std::optional<T> out(std::in_place);
+  if (!parse(FromVal(value), &*out)) return UnparseableValue(dbs, db_name, key, type);
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::optional<StoredState>> ReadState(const ShardDbs& dbs, MDB_txn* txn,
                                                      std::string_view object_key) {
-  MDB_val key = ToVal(object_key);
-  MDB_val value;
-  const int rc = mdb_get(txn, dbs.objects, &key, &value);
-  if (rc == MDB_NOTFOUND) return std::nullopt;
-  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_get(objects)", rc);
   // Only the state: point reads and scans need nothing else, and the votes are most of a value.
-  std::optional<StoredState> state(std::in_place);
-  if (!ParseObjectState(FromVal(value), &*state)) {
-    return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
-  }
-  return state;
+  return ReadValue<StoredState>(dbs, txn, dbs.objects, "objects", object_key, "ObjectRecord",
+                                ParseObjectState);
 }
 
 absl::StatusOr<std::optional<ObjectData>> ReadObject(const ShardDbs& dbs, MDB_txn* txn,
                                                      std::string_view object_key) {
-  MDB_val key = ToVal(object_key);
-  MDB_val value;
-  const int rc = mdb_get(txn, dbs.objects, &key, &value);
-  if (rc == MDB_NOTFOUND) return std::nullopt;
-  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_get(objects)", rc);
-  std::optional<ObjectData> object(std::in_place);
   // Stored votes are sorted by agent_id already (the writer makes them so).
-  if (!ParseObjectRecord(FromVal(value), &*object)) {
-    return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
-  }
-  return object;
+  return ReadValue<ObjectData>(dbs, txn, dbs.objects, "objects", object_key, "ObjectRecord",
+                               ParseObjectRecord);
 }
 
 absl::StatusOr<std::optional<ShardMeta>> ReadMetaIfPresent(const ShardDbs& dbs, MDB_txn* txn) {
-  MDB_val key = ToVal(kMetaKey);
-  MDB_val value;
-  const int rc = mdb_get(txn, dbs.meta, &key, &value);
-  if (rc == MDB_NOTFOUND) return std::nullopt;
-  if (rc != MDB_SUCCESS) return MdbStatus(dbs.dir, "mdb_get(meta)", rc);
-  std::optional<ShardMeta> meta(std::in_place);
-  if (!meta->ParseFromArray(value.mv_data, static_cast<int>(value.mv_size))) {
-    return UnparseableValue(dbs, "meta", kMetaKey, "ShardMeta");
-  }
-  return meta;
+  return ReadValue<ShardMeta>(dbs, txn, dbs.meta, "meta", kMetaKey, "ShardMeta",
+                              [](std::string_view bytes, ShardMeta* meta) {
+                                return meta->ParseFromArray(bytes.data(),
+                                                            static_cast<int>(bytes.size()));
+                              });
 }
 
 absl::StatusOr<ShardMeta> ReadMeta(const ShardDbs& dbs, MDB_txn* txn) {
