@@ -1,7 +1,7 @@
-// tally::Client and the tallyctl binary against a real cluster: two tallyd processes with the node
-// and router roles and one with the router role only, on the real Kafka broker. One cluster
-// serves every test of the suite (each test uses its own keys), because starting one costs
-// seconds.
+// tally::Client and the tallyctl binary against a real cluster (test::TestCluster): two tallyd
+// processes with the node and router roles, and router-only ones that the failover tests start
+// and kill, on the real Kafka broker. One cluster serves every test of the suite (each test uses
+// its own keys), because starting one costs seconds.
 //
 // Client::Watch's reconnection after a broken stream is tested against fake routers in
 // client_unit_test.cc; here watches end and resume by the caller's choice.
@@ -31,22 +31,22 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
-#include "tests/integration/node_harness.h"
+#include "tests/integration/cluster.h"
 #include "tests/testing/kafka_bootstrap.h"
 #include "tests/testing/temp_dir.h"
-#include "tests/testing/unique_name.h"
 #include "tests/testing/wait.h"
 
 namespace tally {
 namespace {
 
 using test::TallydProcess;
+using test::TestCluster;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 constexpr int kPartitions = 6;
-constexpr char kScenario[] = "demo";
+constexpr const char* kScenario = TestCluster::kScenario;
 
 // An address where nothing listens: a port the kernel handed out and that was closed again.
 std::string DeadAddress() {
@@ -62,37 +62,13 @@ std::string DeadAddress() {
   return absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
 }
 
-struct Cluster {
-  test::TempDir dir;
-  std::string app;
-  std::map<std::string, std::unique_ptr<TallydProcess>> processes;  // n1, n2: nodes; r1: router
-  std::vector<std::string> routers;                                 // n1's and n2's addresses
+// n1, n2: nodes (and routers); router-only processes are started by the tests that kill them.
+TestCluster* cluster = nullptr;
 
-  std::string WriteConfig(const std::string& name, bool node) {
-    std::string path = absl::StrCat(dir.path(), "/", name, ".textproto");
-    std::ofstream out(path);
-    out << "app_id: \"" << app << "\"\n"
-        << "kafka { bootstrap_servers: \"" << test::KafkaBootstrapOrDie() << "\" }\n"
-        << "scenarios { name: \"" << kScenario << "\" partitions: " << kPartitions
-        << " reducer { majority {} } }\n"
-        << "node { enabled: " << (node ? "true" : "false")
-        << " data_dir: \"unused\" node_id: \"unused\" "
-        << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
-        << "router { enabled: true }\n"
-        << "server { listen_address: \"127.0.0.1:0\" }\n";
-    return path;
-  }
-
-  absl::Status Start(const std::string& id, const std::string& config) {
-    auto process = std::make_unique<TallydProcess>(config, id, absl::StrCat(dir.path(), "/", id),
-                                                   absl::StrCat(dir.path(), "/", id, ".log"));
-    if (absl::Status s = process->Start(); !s.ok()) return s;
-    processes[id] = std::move(process);
-    return absl::OkStatus();
-  }
-};
-
-Cluster* cluster = nullptr;
+// n1's and n2's addresses.
+std::vector<std::string> Routers() {
+  return {cluster->process("n1").address(), cluster->process("n2").address()};
+}
 
 class ClusterEnvironment : public ::testing::Environment {
  public:
@@ -109,45 +85,22 @@ class ClientClusterTest : public ::testing::Test {
   // when the binary ends (ClusterEnvironment).
   static void SetUpTestSuite() {
     if (cluster != nullptr) return;
-    cluster = new Cluster;
-    cluster->app = test::UniqueName("client");
-    const std::string node_config = cluster->WriteConfig("node", true);
+    cluster = new TestCluster(test::KafkaBootstrapOrDie(), kPartitions);
     for (const std::string id : {"n1", "n2"}) {
-      absl::Status s = cluster->Start(id, node_config);
+      absl::Status s = cluster->StartNode(id);
       ASSERT_TRUE(s.ok()) << s;
-      cluster->routers.push_back(cluster->processes[id]->address());
     }
     // Settled once both nodes own a share and every partition is active.
-    auto client = Client::Create(cluster->routers);
-    ASSERT_TRUE(client.ok());
-    bool settled = test::WaitFor(
-        [&] {
-          auto described = (*client)->Describe();
-          if (!described.ok()) return false;
-          std::set<std::string> owners;
-          int active = 0;
-          for (const v1::PartitionInfo& p : described->partitions()) {
-            active += p.status() == v1::ACTIVE ? 1 : 0;
-            owners.insert(p.active_node());
-          }
-          return active == kPartitions && owners.count("n1") && owners.count("n2");
-        },
-        absl::Seconds(90));
-    ASSERT_TRUE(settled) << "partitions not all active";
+    ASSERT_TRUE(cluster->WaitAllActive("n1", {"n1", "n2"})) << "partitions not all active";
   }
 
   void TearDown() override {
-    if (!HasFailure()) return;
-    for (const auto& [id, process] : cluster->processes) {
-      std::string log = process->Log();
-      std::cout << "---- log of " << id << " (last 3000 bytes) ----\n"
-                << log.substr(log.size() > 3000 ? log.size() - 3000 : 0) << std::endl;
-    }
+    if (HasFailure()) std::cout << cluster->Logs() << std::endl;
   }
 
   // A client of n1 and n2 whose backoff waits are recorded, not slept.
   std::unique_ptr<Client> MakeClient(std::vector<std::string> routers = {}) {
-    if (routers.empty()) routers = cluster->routers;
+    if (routers.empty()) routers = Routers();
     ClientOptions options;
     options.default_timeout = absl::Seconds(30);
     options.sleep = [this](absl::Duration d) { sleeps_.push_back(d); };
@@ -275,7 +228,7 @@ TEST_F(ClientClusterTest, DescribeShowsTheNodesAndEveryPartitionActive) {
 }
 
 TEST_F(ClientClusterTest, ADeadFirstRouterIsSkippedForTheNext) {
-  auto client = MakeClient({DeadAddress(), cluster->routers[0]});
+  auto client = MakeClient({DeadAddress(), Routers()[0]});
   const std::string key = Key("k");
   absl::StatusOr<std::string> token = client->Report(kScenario, key, "a1", "attack");
   ASSERT_TRUE(token.ok()) << token.status();
@@ -293,10 +246,10 @@ TEST_F(ClientClusterTest, ADeadFirstRouterIsSkippedForTheNext) {
 
 TEST_F(ClientClusterTest, ARouterThatGoesDownIsSkippedForTheNext) {
   // A router-only process, first in the list; it serves until it is killed.
-  absl::Status started = cluster->Start("r1", cluster->WriteConfig("router", false));
+  absl::Status started = cluster->StartRouter("r1");
   ASSERT_TRUE(started.ok()) << started;
-  TallydProcess& router = *cluster->processes["r1"];
-  auto client = MakeClient({router.address(), cluster->routers[1]});
+  TallydProcess& router = cluster->process("r1");
+  auto client = MakeClient({router.address(), Routers()[1]});
   const std::string key = Key("k");
   // The router-only process needs the membership to route; reads succeed once it has it.
   absl::StatusOr<std::string> token = client->Report(kScenario, key, "a1", "attack");
@@ -311,7 +264,6 @@ TEST_F(ClientClusterTest, ARouterThatGoesDownIsSkippedForTheNext) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->state().votes_size(), 2);
   EXPECT_EQ(sleeps_.size(), 1u);  // one retry, then it stayed with n2
-  cluster->processes.erase("r1");
 }
 
 // Reports `state` for `key` and waits until it is applied.
@@ -394,12 +346,12 @@ TEST_F(ClientClusterTest, WatchListsThenFollowsChangesAndResumesFromAToken) {
 
 TEST_F(ClientClusterTest, WatchSurvivesARouterKilledMidStreamWithoutLosingOrRepeatingAnEvent) {
   // A router-only process first in the list: the watch starts there and must move to n1.
-  absl::Status started = cluster->Start("r2", cluster->WriteConfig("router2", false));
+  absl::Status started = cluster->StartRouter("r2");
   ASSERT_TRUE(started.ok()) << started;
-  TallydProcess& router = *cluster->processes["r2"];
+  TallydProcess& router = cluster->process("r2");
   ClientOptions options;
   options.default_timeout = absl::Seconds(30);
-  auto created = Client::Create({router.address(), cluster->routers[0]}, std::move(options));
+  auto created = Client::Create({router.address(), Routers()[0]}, std::move(options));
   ASSERT_TRUE(created.ok()) << created.status();
   Client& client = **created;
   const std::string prefix = Key("k/");
@@ -439,7 +391,6 @@ TEST_F(ClientClusterTest, WatchSurvivesARouterKilledMidStreamWithoutLosingOrRepe
   bool all = test::WaitFor([&] { return count() == 200; }, absl::Seconds(90));
   stream->Cancel();
   reader.join();
-  cluster->processes.erase("r2");
   ASSERT_TRUE(all) << "received " << count() << " of 200 changes";
   EXPECT_GE(stream->resumes(), 1);
   std::vector<int64_t> expected;
@@ -467,8 +418,7 @@ class TallyctlTest : public ClientClusterTest {
   CliRun Tallyctl(std::vector<std::string> args, const std::string& routers = "") {
     std::vector<std::string> argv = {
         TALLYCTL_PATH,
-        absl::StrCat("--routers=",
-                     routers.empty() ? absl::StrJoin(cluster->routers, ",") : routers)};
+        absl::StrCat("--routers=", routers.empty() ? absl::StrJoin(Routers(), ",") : routers)};
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string out_path = absl::StrCat(dir_.path(), "/out");
     const std::string err_path = absl::StrCat(dir_.path(), "/err");
