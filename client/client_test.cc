@@ -3,8 +3,9 @@
 // and kill, on the real Kafka broker. One cluster serves every test of the suite (each test uses
 // its own keys), because starting one costs seconds.
 //
-// Client::Watch's reconnection after a broken stream is tested against fake routers in
-// client_unit_test.cc; here watches end and resume by the caller's choice.
+// Client::Watch's reconnection paths (each way a stream can end) are tested against fake routers
+// in client_unit_test.cc; here a watch resumes from a token the caller kept, and across a router
+// SIGKILLed mid-stream.
 
 #include "client/client.h"
 

@@ -1,5 +1,5 @@
-// tallyctl's subcommands against in-process fake routers: the watch subcommand (which the real
-// routers do not serve yet) and the exit codes of answers a healthy cluster does not give.
+// tallyctl's subcommands against in-process fake routers: the watch subcommand's scripted
+// streams and the exit codes of answers a healthy cluster does not give.
 
 #include "client/tallyctl/commands.h"
 
