@@ -107,13 +107,10 @@ absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(
   response.set_more(rows->size() > limit);
   if (rows->size() > limit) rows->pop_back();
   if (!rows->empty()) response.set_last_key(rows->back().first);
-  for (const auto& [key, state] : *rows) {
-    if (!HasState(state)) continue;
-    // The votes, from the same snapshot as the scan.
-    auto object = (*reader)->GetObject(key);
-    if (!object.ok()) return object.status();
-    if (!object->has_value()) continue;
-    *response.add_states() = ToObjectState(request.scenario(), key, **object);
+  for (const auto& [key, object] : *rows) {
+    if (HasState(object.state)) {
+      *response.add_states() = ToObjectState(request.scenario(), key, object);
+    }
   }
   return response;
 }
@@ -149,11 +146,10 @@ absl::Status ShardQueries::Snapshot(
   while (true) {
     auto rows = (*reader)->Scan(request.prefix(), after, /*inclusive=*/false, kChunk);
     if (!rows.ok()) return rows.status();
-    for (const auto& [key, state] : *rows) {
-      if (!HasState(state)) continue;
-      auto object = (*reader)->GetObject(key);
-      if (!object.ok()) return object.status();
-      if (object->has_value()) *chunk.add_states() = ToObjectState(request.scenario(), key, **object);
+    for (const auto& [key, object] : *rows) {
+      if (HasState(object.state)) {
+        *chunk.add_states() = ToObjectState(request.scenario(), key, object);
+      }
     }
     if (rows->size() < kChunk) break;
     after = rows->back().first;

@@ -58,7 +58,7 @@ absl::StatusOr<std::optional<T>> ReadValue(const ShardDbs& dbs, MDB_txn* txn, MD
 
 absl::StatusOr<std::optional<StoredState>> ReadState(const ShardDbs& dbs, MDB_txn* txn,
                                                      std::string_view object_key) {
-  // Only the state: point reads and scans need nothing else, and the votes are most of a value.
+  // Only the state: the votes are most of a value.
   return ReadValue<StoredState>(dbs, txn, dbs.objects, "objects", object_key, "ObjectRecord",
                                 ParseObjectState);
 }
@@ -88,10 +88,10 @@ absl::StatusOr<ShardMeta> ReadMeta(const ShardDbs& dbs, MDB_txn* txn) {
   return std::move(**meta);
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, StoredState>>> ScanStates(
+absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> ScanObjects(
     const ShardDbs& dbs, MDB_txn* txn, std::string_view prefix, std::string_view after,
     bool inclusive, size_t limit) {
-  std::vector<std::pair<std::string, StoredState>> out;
+  std::vector<std::pair<std::string, ObjectData>> out;
   if (limit == 0) return out;
   absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.objects, "objects");
   if (!cursor.ok()) return cursor.status();
@@ -111,8 +111,8 @@ absl::StatusOr<std::vector<std::pair<std::string, StoredState>>> ScanStates(
     rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
   }
   while (rc == MDB_SUCCESS && StartsWith(FromVal(key), prefix)) {
-    auto& [object_key, state] = out.emplace_back(FromVal(key), StoredState());
-    if (!ParseObjectState(FromVal(value), &state)) {
+    auto& [object_key, object] = out.emplace_back(FromVal(key), ObjectData());
+    if (!ParseObjectRecord(FromVal(value), &object)) {
       return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
     }
     if (out.size() == limit) return out;
