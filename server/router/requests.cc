@@ -13,56 +13,44 @@ absl::Status Bad(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
-absl::Status CheckString(absl::string_view field, const std::string& value, size_t limit,
-                         bool required) {
-  if (required && value.empty()) return Bad(field, "must not be empty");
-  if (value.size() > limit) {
-    return Bad(field, absl::StrCat(value.size(), " bytes, the limit is ", limit));
-  }
-  if (value.find('\0') != std::string::npos) return Bad(field, "must not contain NUL");
-  return absl::OkStatus();
-}
+bool HasNul(const std::string& value) { return value.find('\0') != std::string::npos; }
 
-absl::Status CheckAttributes(const google::protobuf::Map<std::string, std::string>& attributes) {
-  if (attributes.size() > processor::kMaxAttributes) {
-    return Bad("attributes", absl::StrCat(attributes.size(), " entries, the limit is ",
-                                          processor::kMaxAttributes));
+// The processor's own checks (sizes, required fields), so the two cannot drift apart, plus the
+// router's stricter rule: no NUL in any string (the processor refuses it only in object_key).
+absl::StatusOr<records::v1::ReportRecord> Checked(records::v1::ReportRecord record) {
+  if (absl::Status s =
+          processor::ValidateReportRecord(record, record.scenario(), record.object_key());
+      !s.ok()) {
+    return s;
   }
-  for (const auto& [key, value] : attributes) {
-    if (absl::Status s = CheckString("attributes key", key, processor::kMaxAttributeKeyBytes, true);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = CheckString(absl::StrCat("attributes[\"", key, "\"]"), value,
-                                     processor::kMaxAttributeValueBytes, false);
-        !s.ok()) {
-      return s;
-    }
+  constexpr absl::string_view kNul = "must not contain NUL";
+  if (HasNul(record.agent_id())) return Bad("agent_id", kNul);
+  if (HasNul(record.state())) return Bad("state", kNul);
+  if (HasNul(record.reason())) return Bad("reason", kNul);
+  for (const auto& [key, value] : record.attributes()) {
+    if (HasNul(key)) return Bad("attributes key", kNul);
+    if (HasNul(value)) return Bad(absl::StrCat("attributes[\"", key, "\"]"), kNul);
   }
-  return absl::OkStatus();
+  return record;
 }
 
 }  // namespace
 
 absl::Status CheckObjectKey(const std::string& object_key) {
-  return CheckString("object_key", object_key, processor::kMaxObjectKeyBytes, true);
+  if (object_key.empty()) return Bad("object_key", "must not be empty");
+  if (object_key.size() > processor::kMaxObjectKeyBytes) {
+    return Bad("object_key", absl::StrCat(object_key.size(), " bytes, the limit is ",
+                                          processor::kMaxObjectKeyBytes));
+  }
+  if (HasNul(object_key)) return Bad("object_key", "must not contain NUL");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<records::v1::ReportRecord> ReportRecordFor(const v1::ReportStateRequest& request,
                                                           const config::v1::Scenario& scenario,
                                                           int64_t now_ms) {
-  if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return s;
-  if (absl::Status s =
-          CheckString("agent_id", request.agent_id(), processor::kMaxAgentIdBytes, true);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckString("state", request.state(), processor::kMaxStateBytes, true);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckAttributes(request.attributes()); !s.ok()) return s;
-
+  // ttl and observed_at are checked here, as the request's fields: the record's ttl_ms and
+  // observed_at_ms are derived from them.
   int64_t ttl_ms =
       scenario.default_ttl().seconds() * 1000 + scenario.default_ttl().nanos() / 1000000;
   if (request.has_ttl()) {
@@ -104,23 +92,13 @@ absl::StatusOr<records::v1::ReportRecord> ReportRecordFor(const v1::ReportStateR
   *record.mutable_attributes() = request.attributes();
   record.set_observed_at_ms(observed_at_ms);
   record.set_ttl_ms(ttl_ms);
-  return record;
+  return Checked(std::move(record));
 }
 
 absl::StatusOr<records::v1::ReportRecord> SetRecordFor(const v1::SetStateRequest& request,
                                                        int64_t now_ms) {
-  if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return s;
   // Without a pin an empty state is allowed: it clears the operator's value and lets the votes
-  // decide again. A pinned state must say what to pin.
-  if (absl::Status s =
-          CheckString("state", request.state(), processor::kMaxStateBytes, request.pin());
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckString("reason", request.reason(), processor::kMaxReasonBytes, false);
-      !s.ok()) {
-    return s;
-  }
+  // decide again. A pinned state must say what to pin (the processor's rule).
   records::v1::ReportRecord record;
   record.set_kind(records::v1::REPORT_KIND_SET);
   record.set_scenario(request.scenario());
@@ -129,23 +107,18 @@ absl::StatusOr<records::v1::ReportRecord> SetRecordFor(const v1::SetStateRequest
   record.set_pin(request.pin());
   record.set_reason(request.reason());
   record.set_observed_at_ms(now_ms);
-  return record;
+  return Checked(std::move(record));
 }
 
 absl::StatusOr<records::v1::ReportRecord> PurgeRecordFor(const v1::PurgeStateRequest& request,
                                                          int64_t now_ms) {
-  if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return s;
-  if (absl::Status s = CheckString("reason", request.reason(), processor::kMaxReasonBytes, false);
-      !s.ok()) {
-    return s;
-  }
   records::v1::ReportRecord record;
   record.set_kind(records::v1::REPORT_KIND_PURGE);
   record.set_scenario(request.scenario());
   record.set_object_key(request.object_key());
   record.set_reason(request.reason());
   record.set_observed_at_ms(now_ms);
-  return record;
+  return Checked(std::move(record));
 }
 
 }  // namespace tally::router

@@ -4,7 +4,8 @@
 // Turns the public write requests into records for the reports topic, checking them first. Errors
 // are INVALID_ARGUMENT and name the request's field and why, e.g.
 //   object_key: 600 bytes, the limit is 256
-// Limits are those of server/processor/record_validation.h (the processor checks again).
+// The checks are the processor's own (processor::ValidateReportRecord, which runs again on the
+// record when the processor reads it), plus one of the router's: no string may contain NUL.
 // Nothing here talks to Kafka: a request that fails here never reaches it.
 
 #include <cstdint>

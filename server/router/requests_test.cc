@@ -64,6 +64,9 @@ TEST(RequestsTest, BadReportsNameTheField) {
       {[](auto& r) { (*r.mutable_attributes())[""] = "v"; }, "attributes key: must not be empty"},
       {[](auto& r) { (*r.mutable_attributes())["k"] = std::string(1025, 'v'); },
        "attributes[\"k\"]: 1025 bytes"},
+      {[](auto& r) { r.set_agent_id(std::string("a\0b", 3)); }, "agent_id: must not contain NUL"},
+      {[](auto& r) { (*r.mutable_attributes())["k"] = std::string("v\0", 2); },
+       "attributes[\"k\"]: must not contain NUL"},
   };
   for (const Case& c : cases) {
     v1::ReportStateRequest request = Valid();
