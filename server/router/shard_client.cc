@@ -43,8 +43,10 @@ class GrpcShardClient final : public ShardClient {
     while (reader->Read(&chunk)) {
       done = chunk.done();
       if (!emit(chunk)) {
+        // Our own cancellation, not the node's: CANCELLED as ShardQueries says, not retried.
         context.TryCancel();
-        break;
+        reader->Finish();
+        return absl::CancelledError("snapshot reader went away");
       }
     }
     grpc::Status status = reader->Finish();
@@ -58,8 +60,9 @@ class GrpcShardClient final : public ShardClient {
   absl::Status Annotate(const grpc::Status& status) {
     absl::Status s = FromGrpcStatus(status);
     if (s.code() == absl::StatusCode::kCancelled) {
-      // The router never cancels these calls itself: the node did, shutting down. Another
-      // copy (or the node's successor) may answer, so it is worth a retry.
+      // The router cancels only a snapshot whose reader went away, and does not come here then:
+      // the node cancelled, shutting down. Another copy (or the node's successor) may answer, so
+      // it is worth a retry.
       return absl::UnavailableError(absl::StrCat(
           "node at ", endpoint_, " cancelled the call (shutting down?): ", s.message()));
     }
