@@ -14,22 +14,12 @@ class GrpcShardClient final : public ShardClient {
 
   absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest& request,
                                                      absl::Time deadline) override {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(deadline));
-    internal::v1::ShardGetResponse response;
-    grpc::Status status = stub_->Get(&context, request, &response);
-    if (!status.ok()) return Annotate(status);
-    return response;
+    return Call(&Stub::Get, request, deadline);
   }
 
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request, absl::Time deadline) override {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(deadline));
-    internal::v1::ShardScanResponse response;
-    grpc::Status status = stub_->Scan(&context, request, &response);
-    if (!status.ok()) return Annotate(status);
-    return response;
+    return Call(&Stub::Scan, request, deadline);
   }
 
   absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request, absl::Time deadline,
@@ -57,6 +47,21 @@ class GrpcShardClient final : public ShardClient {
   }
 
  private:
+  using Stub = internal::v1::ShardService::Stub;
+
+  // One unary call within `deadline`.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                             Response*),
+                                const Request& request, absl::Time deadline) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    Response response;
+    grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+    if (!status.ok()) return Annotate(status);
+    return response;
+  }
+
   absl::Status Annotate(const grpc::Status& status) {
     absl::Status s = FromGrpcStatus(status);
     if (s.code() == absl::StatusCode::kCancelled) {
