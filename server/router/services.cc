@@ -33,6 +33,13 @@ grpc::Status WaitForWrite(absl::Time deadline, const std::function<void(Router::
   return grpc::Status::OK;
 }
 
+// OK if the call's credentials carry `role`, else why not (UNAUTHENTICATED, PERMISSION_DENIED).
+grpc::Status Allowed(const auth::Authorizer& auth, const grpc::ServerContext& context,
+                     auth::Role role, const char* rpc) {
+  auto principal = auth.Authorize(context.client_metadata(), role, rpc);
+  return principal.ok() ? grpc::Status::OK : ToGrpcStatus(principal.status());
+}
+
 // One ReportStates stream: reads requests, writes each to Kafka, and answers in request order.
 // The first failed request ends the stream with its error (prefixed with its index) once every
 // response before it has been written. Callbacks of pending writes hold the shared state, so the
@@ -245,9 +252,7 @@ StateService::ReportStates(grpc::CallbackServerContext* context) {
 grpc::Status StateService::GetState(grpc::ServerContext* context,
                                     const v1::GetStateRequest* request,
                                     v1::GetStateResponse* response) {
-  if (auto p = auth_.Authorize(context->client_metadata(), auth::kReader, "GetState"); !p.ok()) {
-    return ToGrpcStatus(p.status());
-  }
+  if (grpc::Status s = Allowed(auth_, *context, auth::kReader, "GetState"); !s.ok()) return s;
   auto result = router_.Get(*request, CallDeadline(context->deadline(), default_deadline_));
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -257,9 +262,7 @@ grpc::Status StateService::GetState(grpc::ServerContext* context,
 grpc::Status StateService::ListState(grpc::ServerContext* context,
                                      const v1::ListStateRequest* request,
                                      v1::ListStateResponse* response) {
-  if (auto p = auth_.Authorize(context->client_metadata(), auth::kReader, "ListState"); !p.ok()) {
-    return ToGrpcStatus(p.status());
-  }
+  if (grpc::Status s = Allowed(auth_, *context, auth::kReader, "ListState"); !s.ok()) return s;
   auto result = router_.List(*request, CallDeadline(context->deadline(), default_deadline_));
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -292,9 +295,7 @@ grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
 grpc::Status AdminService::SetState(grpc::ServerContext* context,
                                     const v1::SetStateRequest* request,
                                     v1::SetStateResponse* response) {
-  if (auto p = auth_.Authorize(context->client_metadata(), auth::kAdmin, "SetState"); !p.ok()) {
-    return ToGrpcStatus(p.status());
-  }
+  if (grpc::Status s = Allowed(auth_, *context, auth::kAdmin, "SetState"); !s.ok()) return s;
   return WaitForWrite(
       CallDeadline(context->deadline(), default_deadline_),
       [&](Router::WriteDone done) { router_.Set(*request, std::move(done)); },
@@ -304,9 +305,7 @@ grpc::Status AdminService::SetState(grpc::ServerContext* context,
 grpc::Status AdminService::PurgeState(grpc::ServerContext* context,
                                       const v1::PurgeStateRequest* request,
                                       v1::PurgeStateResponse* response) {
-  if (auto p = auth_.Authorize(context->client_metadata(), auth::kAdmin, "PurgeState"); !p.ok()) {
-    return ToGrpcStatus(p.status());
-  }
+  if (grpc::Status s = Allowed(auth_, *context, auth::kAdmin, "PurgeState"); !s.ok()) return s;
   return WaitForWrite(
       CallDeadline(context->deadline(), default_deadline_),
       [&](Router::WriteDone done) { router_.Purge(*request, std::move(done)); },
@@ -316,10 +315,7 @@ grpc::Status AdminService::PurgeState(grpc::ServerContext* context,
 grpc::Status AdminService::DescribeCluster(grpc::ServerContext* context,
                                            const v1::DescribeClusterRequest*,
                                            v1::DescribeClusterResponse* response) {
-  if (auto p = auth_.Authorize(context->client_metadata(), auth::kAdmin, "DescribeCluster");
-      !p.ok()) {
-    return ToGrpcStatus(p.status());
-  }
+  if (grpc::Status s = Allowed(auth_, *context, auth::kAdmin, "DescribeCluster"); !s.ok()) return s;
   *response = router_.Describe();
   if (feed_ != nullptr) {
     watch::FeedStats stats = feed_->Stats();
