@@ -1,7 +1,7 @@
 #include "server/router/router.h"
 
 #include <algorithm>
-#include <map>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -199,9 +199,11 @@ absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& r
   // smallest last key among partitions that stopped at the limit, since the others' keys beyond
   // it are known and theirs are not. Keys returned are strictly increasing across pages, so
   // paging never repeats a key and never skips one that existed throughout.
-  std::map<std::string, v1::ObjectState> merged;
+  const int32_t partitions = (*scenario)->config->partitions();
+  std::vector<internal::v1::ShardScanResponse> pages;
+  pages.reserve(partitions);
   std::optional<std::string> bound;
-  for (int32_t partition = 0; partition < (*scenario)->config->partitions(); ++partition) {
+  for (int32_t partition = 0; partition < partitions; ++partition) {
     internal::v1::ShardScanRequest scan;
     scan.set_scenario(request.scenario());
     scan.set_partition(partition);
@@ -213,19 +215,23 @@ absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& r
         request.scenario(), partition, request.max_lag(), deadline,
         [&](ShardClient& client) { return client.Scan(scan, deadline); });
     if (!page.ok()) return page.status();
-    for (v1::ObjectState& state : *page->mutable_states()) {
-      std::string key = state.object_key();
-      merged.emplace(std::move(key), std::move(state));
-    }
     if (page->more() && (!bound.has_value() || page->last_key() < *bound)) {
       bound = page->last_key();
     }
+    pages.push_back(*std::move(page));
   }
+  // A key lives in one partition, so merging the pages is sorting their states by key.
+  std::vector<v1::ObjectState*> merged;
+  for (internal::v1::ShardScanResponse& page : pages) {
+    for (v1::ObjectState& state : *page.mutable_states()) merged.push_back(&state);
+  }
+  std::sort(merged.begin(), merged.end(), [](const v1::ObjectState* a, const v1::ObjectState* b) {
+    return a->object_key() < b->object_key();
+  });
   v1::ListStateResponse response;
-  std::string last;
   bool remaining = false;
-  for (auto& [key, state] : merged) {
-    if (bound.has_value() && key > *bound) {
+  for (v1::ObjectState* state : merged) {
+    if (bound.has_value() && state->object_key() > *bound) {
       remaining = true;
       break;
     }
@@ -233,12 +239,12 @@ absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& r
       remaining = true;
       break;
     }
-    last = key;
-    *response.add_states() = std::move(state);
+    *response.add_states() = std::move(*state);
   }
   if (static_cast<size_t>(response.states_size()) == page_size &&
       (remaining || bound.has_value())) {
-    response.set_next_page_token(EncodePageToken(last));
+    response.set_next_page_token(
+        EncodePageToken(response.states(response.states_size() - 1).object_key()));
   } else if (bound.has_value()) {
     response.set_next_page_token(EncodePageToken(*bound));
   }
