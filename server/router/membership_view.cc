@@ -64,13 +64,7 @@ absl::Status MembershipView::Start(absl::Time ready_deadline) {
       continue;
     }
     next = msg->offset + 1;
-    internal::v1::MemberRecord record;
-    if (msg->payload == nullptr ||
-        !record.ParseFromArray(msg->payload, static_cast<int>(msg->len))) {
-      continue;
-    }
-    absl::MutexLock lock(&mu_);
-    members_[record.node_id()] = std::move(record);
+    Apply(*msg);
   }
   Rebuild();
   thread_ = std::thread([this] { Run(); });
@@ -91,16 +85,7 @@ void MembershipView::Run() {
     kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 100));
     bool changed = false;
     if (msg != nullptr && !msg->err) {
-      internal::v1::MemberRecord record;
-      if (msg->payload != nullptr &&
-          record.ParseFromArray(msg->payload, static_cast<int>(msg->len)) &&
-          !record.node_id().empty()) {
-        absl::MutexLock lock(&mu_);
-        members_[record.node_id()] = std::move(record);
-        changed = true;
-      } else {
-        log::Warn("ignoring a bad record on the members topic", {{"offset", msg->offset}});
-      }
+      changed = Apply(*msg);
     } else if (msg != nullptr && msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       log::Debug("members consumer event", {{"error", rd_kafka_err2str(msg->err)}});
     }
@@ -109,6 +94,18 @@ void MembershipView::Run() {
       next_rebuild = absl::Now() + kRebuildInterval;
     }
   }
+}
+
+bool MembershipView::Apply(const rd_kafka_message_t& msg) {
+  internal::v1::MemberRecord record;
+  if (msg.payload == nullptr || msg.len > static_cast<size_t>(INT32_MAX) ||
+      !record.ParseFromArray(msg.payload, static_cast<int>(msg.len)) || record.node_id().empty()) {
+    log::Warn("ignoring a bad record on the members topic", {{"offset", msg.offset}});
+    return false;
+  }
+  absl::MutexLock lock(&mu_);
+  members_[record.node_id()] = std::move(record);
+  return true;
 }
 
 void MembershipView::Rebuild() {

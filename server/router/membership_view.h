@@ -52,6 +52,8 @@ class MembershipView final : public RoutingSource {
 
  private:
   void Run();
+  // Keeps the record in `msg` as its node's latest; false (logged) if it is not a member record.
+  bool Apply(const rd_kafka_message_t& msg);
   void Rebuild();
 
   // Constant after construction.
