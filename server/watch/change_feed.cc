@@ -43,9 +43,9 @@ bool ParseChangeItem(const void* payload, size_t size, int32_t partition, int64_
   }
   item.partition = partition;
   item.offset = offset;
-  item.change.set_object_key(event.object_key());
-  item.change.set_old_state(event.old_state());
-  item.change.set_new_state(event.new_state());
+  item.change.set_object_key(std::move(*event.mutable_object_key()));
+  item.change.set_old_state(std::move(*event.mutable_old_state()));
+  item.change.set_new_state(std::move(*event.mutable_new_state()));
   item.change.set_version(event.version());
   // Clamped to what a Timestamp can hold: the topic is writable by others.
   const int64_t time_ms = std::clamp<int64_t>(event.time_ms(), 0, int64_t{253402300799} * 1000);
@@ -130,10 +130,10 @@ void ChangeFeed::Run() {
     kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 50));
     if (msg != nullptr && !msg->err) {
       auto topic = scenario_of_topic_.find(rd_kafka_topic_name(msg->rkt));
-      ChangeItem item;
       if (topic != scenario_of_topic_.end()) {
         const std::string& scenario = topic->second;
-        bool parsed = ToItem(*msg, item);
+        auto item = std::make_shared<ChangeItem>();
+        bool parsed = ToItem(*msg, *item);
         if (!parsed) {
           log::Warn("ignoring a record that is not a change event",
                     {{"topic", rd_kafka_topic_name(msg->rkt)}, {"offset", msg->offset}});
@@ -146,7 +146,7 @@ void ChangeFeed::Run() {
         if (parsed) {
           for (auto& [subscriber, registration] : subscribers_) {
             if (registration.scenario == scenario &&
-                registration.filter.Matches(item.change.object_key())) {
+                registration.filter.Matches(item->change.object_key())) {
               subscriber->OnLive(item);
             }
           }

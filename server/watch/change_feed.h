@@ -54,8 +54,9 @@ class Subscriber {
  public:
   virtual ~Subscriber() = default;
   // Every event of the subscribed scenario that passes the filter, in offset order per
-  // partition, from the positions Subscribe() returned.
-  virtual void OnLive(const ChangeItem& item) = 0;
+  // partition, from the positions Subscribe() returned. One item is shared by every subscriber
+  // it matches (the feed copies nothing per watcher): keep the pointer, not a copy.
+  virtual void OnLive(const std::shared_ptr<const ChangeItem>& item) = 0;
   // About once a second: every event before `positions` has been passed to OnLive or did not
   // match.
   virtual void OnProgress(const std::vector<int64_t>& positions) = 0;

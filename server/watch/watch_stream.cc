@@ -27,7 +27,8 @@ struct ProgressItem {
 struct SnapshotDoneItem {
   std::vector<int64_t> positions;
 };
-using Item = std::variant<ChangeItem, v1::ObjectState, SnapshotDoneItem, ProgressItem, BacklogEnd>;
+using Item = std::variant<std::shared_ptr<const ChangeItem>, v1::ObjectState, SnapshotDoneItem,
+                          ProgressItem, BacklogEnd>;
 
 class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse>,
                           public Subscriber {
@@ -79,7 +80,7 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
   }
 
   // Subscriber (feed thread).
-  void OnLive(const ChangeItem& item) override {
+  void OnLive(const std::shared_ptr<const ChangeItem>& item) override {
     std::lock_guard lock(mu_);
     if (finished_) return;
     if (live_.size() >= options_.max_queued) {
@@ -204,7 +205,8 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
       if (start[p] >= b.live_start[p]) continue;
       absl::Status status = b.feed->ReadBacklog(
           b.request.scenario(), p, start[p], b.live_start[p], b.filter,
-          [&](const ChangeItem& item) { return push(item); }, shared.cancelled);
+          [&](const ChangeItem& item) { return push(std::make_shared<const ChangeItem>(item)); },
+          shared.cancelled);
       if (!status.ok()) return fail(status);
     }
     {
@@ -246,11 +248,13 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
         live_.pop_front();
       }
       response_.Clear();
-      if (auto* change = std::get_if<ChangeItem>(&*next)) {
-        if (backlog_done_ && change->offset < floor_[change->partition]) continue;
-        if (change->offset < delivered_[change->partition]) continue;  // never twice
-        delivered_[change->partition] = change->offset + 1;
-        *response_.mutable_change() = std::move(change->change);
+      if (auto* shared_change = std::get_if<std::shared_ptr<const ChangeItem>>(&*next)) {
+        const ChangeItem& change = **shared_change;
+        if (backlog_done_ && change.offset < floor_[change.partition]) continue;
+        if (change.offset < delivered_[change.partition]) continue;  // never twice
+        delivered_[change.partition] = change.offset + 1;
+        // The one copy per watcher, on the writer's thread rather than the feed's.
+        *response_.mutable_change() = change.change;
       } else if (auto* state = std::get_if<v1::ObjectState>(&*next)) {
         // Inside the snapshot there is no position to resume from: a client that loses the
         // stream before snapshot_done lists again.
