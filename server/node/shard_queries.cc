@@ -99,7 +99,8 @@ absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(
   if (!reader.ok()) return reader.status();
   const size_t limit = static_cast<size_t>(std::max(request.limit(), 1));
   // One row more than asked tells whether more follow, so the last page says it is the last.
-  auto rows = (*reader)->Scan(request.prefix(), request.after(), /*inclusive=*/false, limit + 1);
+  auto rows =
+      (*reader)->ScanObjects(request.prefix(), request.after(), /*inclusive=*/false, limit + 1);
   if (!rows.ok()) return rows.status();
   internal::v1::ShardScanResponse response;
   response.set_node_id(node_id_);
@@ -144,7 +145,7 @@ absl::Status ShardQueries::Snapshot(
   }
   std::string after;
   while (true) {
-    auto rows = (*reader)->Scan(request.prefix(), after, /*inclusive=*/false, kChunk);
+    auto rows = (*reader)->ScanObjects(request.prefix(), after, /*inclusive=*/false, kChunk);
     if (!rows.ok()) return rows.status();
     for (const auto& [key, object] : *rows) {
       if (HasState(object.state)) {

@@ -57,11 +57,15 @@ class ReaderImpl final : public Reader {
   absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) override {
     return ReadObject(shard_->dbs(), txn_, object_key);
   }
-  absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> Scan(std::string_view prefix,
-                                                                       std::string_view after,
-                                                                       bool inclusive,
-                                                                       size_t limit) override {
-    return ScanObjects(shard_->dbs(), txn_, prefix, after, inclusive, limit);
+  absl::StatusOr<std::vector<std::pair<std::string, StoredState>>> Scan(std::string_view prefix,
+                                                                        std::string_view after,
+                                                                        bool inclusive,
+                                                                        size_t limit) override {
+    return ScanStates(shard_->dbs(), txn_, prefix, after, inclusive, limit);
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> ScanObjects(
+      std::string_view prefix, std::string_view after, bool inclusive, size_t limit) override {
+    return internal::ScanObjects(shard_->dbs(), txn_, prefix, after, inclusive, limit);
   }
   absl::StatusOr<std::vector<std::string>> ExpiredObjects(int64_t now_ms, size_t limit) override {
     return ReadExpiredObjects(shard_->dbs(), txn_, now_ms, limit);

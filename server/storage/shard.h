@@ -123,9 +123,13 @@ class Reader {
   virtual absl::StatusOr<std::optional<records::v1::StoredState>> GetState(
       std::string_view object_key) = 0;
   virtual absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) = 0;
-  // Up to `limit` objects (state and votes) with key > `after` (or >= `after` if `inclusive`) and
-  // starting with `prefix`, in key order. `after` empty: from the first key with the prefix.
-  virtual absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> Scan(
+  // Up to `limit` states with key > `after` (or >= `after` if `inclusive`) and starting with
+  // `prefix`, in key order. `after` empty: from the first key with the prefix.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, records::v1::StoredState>>> Scan(
+      std::string_view prefix, std::string_view after, bool inclusive, size_t limit) = 0;
+  // The same with the whole objects (state and votes), for callers that need the votes: one read
+  // of each value instead of a Scan and a GetObject per key.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> ScanObjects(
       std::string_view prefix, std::string_view after, bool inclusive, size_t limit) = 0;
   // Keys of objects with a vote whose expires_at_ms <= now_ms, earliest first, at most `limit`,
   // without duplicates.

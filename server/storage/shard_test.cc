@@ -137,7 +137,7 @@ class ShardTest : public ::testing::Test {
     EXPECT_TRUE(states.ok()) << states.status();
     std::vector<std::string> keys;
     if (states.ok()) {
-      for (const auto& [key, object] : *states) keys.push_back(key);
+      for (const auto& [key, state] : *states) keys.push_back(key);
     }
     return keys;
   }
@@ -856,21 +856,25 @@ TEST_F(ScanTest, EmptyPrefixAndAfterListsAllKeysInOrder) {
   EXPECT_THAT(Scan("", "", true), ElementsAre("a", "a/1", "a/2", "a/3", "b/1", "b/2", "c"));
 }
 
-TEST_F(ScanTest, ReturnsObjectsWithTheirKeys) {
+TEST_F(ScanTest, ReturnsStatesWithTheirKeys) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Reader> reader, shard_->NewReader());
-  ASSERT_OK_AND_ASSIGN(auto objects, reader->Scan("b/", "", false, 10));
-  ASSERT_THAT(objects, SizeIs(2));
-  EXPECT_EQ(objects[0].first, "b/1");
-  EXPECT_EQ(objects[0].second.state.state(), "state of b/1");
-  EXPECT_EQ(objects[1].first, "b/2");
-  EXPECT_EQ(objects[1].second.state.state(), "state of b/2");
+  ASSERT_OK_AND_ASSIGN(auto states, reader->Scan("b/", "", false, 10));
+  ASSERT_THAT(states, SizeIs(2));
+  EXPECT_EQ(states[0].first, "b/1");
+  EXPECT_EQ(states[0].second.state(), "state of b/1");
+  EXPECT_EQ(states[1].first, "b/2");
+  EXPECT_EQ(states[1].second.state(), "state of b/2");
 }
 
-TEST_F(ScanTest, ReturnsTheVotesWithTheState) {
+TEST_F(ScanTest, ScanObjectsReturnsTheVotesWithTheStateInTheSameRange) {
   const ObjectData voted = MakeObject("up", {MakeVote("x", "up", 5000), MakeVote("y", "up", 6000)});
   ASSERT_OK(PutAll(*shard_, {{"b/1", voted}}));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Reader> reader, shard_->NewReader());
-  ASSERT_OK_AND_ASSIGN(auto objects, reader->Scan("b/", "", false, 1));
+  ASSERT_OK_AND_ASSIGN(auto objects, reader->ScanObjects("a/", "a/1", false, 10));
+  ASSERT_THAT(objects, SizeIs(2));
+  EXPECT_EQ(objects[0].first, "a/2");
+  EXPECT_EQ(objects[1].first, "a/3");
+  ASSERT_OK_AND_ASSIGN(objects, reader->ScanObjects("b/", "", false, 1));
   ASSERT_THAT(objects, SizeIs(1));
   EXPECT_EQ(objects[0].first, "b/1");
   ExpectObjectsEqual(objects[0].second, voted);
@@ -1077,8 +1081,8 @@ TEST_F(ShardTest, ConcurrentReadersSeeOnlyWholeBatchesWhileTheMapGrows) {
         ASSERT_THAT(*states, IsEmpty());
       } else {
         ASSERT_THAT(*states, SizeIs(kKeys));
-        for (const auto& [key, object] : *states) {
-          ASSERT_EQ(object.state.state(), absl::StrCat("batch-", offset)) << key;
+        for (const auto& [key, state] : *states) {
+          ASSERT_EQ(state.state(), absl::StrCat("batch-", offset)) << key;
         }
       }
       ++*snapshots;

@@ -54,11 +54,52 @@ absl::StatusOr<std::optional<T>> ReadValue(const ShardDbs& dbs, MDB_txn* txn, MD
   return out;
 }
 
+// Reader::Scan, with each value parsed by `parse` into a T.
+template <typename T, typename Parse>
+absl::StatusOr<std::vector<std::pair<std::string, T>>> ScanValues(const ShardDbs& dbs, MDB_txn* txn,
+                                                                  std::string_view prefix,
+                                                                  std::string_view after,
+                                                                  bool inclusive, size_t limit,
+                                                                  const Parse& parse) {
+  std::vector<std::pair<std::string, T>> out;
+  if (limit == 0) return out;
+  absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.objects, "objects");
+  if (!cursor.ok()) return cursor.status();
+
+  // Every key with the prefix is >= prefix, so an `after` below it bounds nothing.
+  std::string_view start = prefix;
+  bool skip_start = false;
+  if (!after.empty() && after >= prefix) {
+    start = after;
+    skip_start = !inclusive;
+  }
+  MDB_val key = ToVal(start);
+  MDB_val value;
+  // LMDB keys are never empty, so an empty start means the first key.
+  int rc = mdb_cursor_get(cursor->get(), &key, &value, start.empty() ? MDB_FIRST : MDB_SET_RANGE);
+  if (rc == MDB_SUCCESS && skip_start && FromVal(key) == start) {
+    rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
+  }
+  while (rc == MDB_SUCCESS && StartsWith(FromVal(key), prefix)) {
+    auto& [object_key, parsed] = out.emplace_back(FromVal(key), T());
+    if (!parse(FromVal(value), &parsed)) {
+      return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
+    }
+    if (out.size() == limit) return out;
+    rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    return MdbStatus(dbs.dir, "mdb_cursor_get(objects)", rc);
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<StoredState>> ReadState(const ShardDbs& dbs, MDB_txn* txn,
                                                      std::string_view object_key) {
-  // Only the state: the votes are most of a value.
+  // Only the state: point reads and scans of states need nothing else, and the votes are most of
+  // a value.
   return ReadValue<StoredState>(dbs, txn, dbs.objects, "objects", object_key, "ObjectRecord",
                                 ParseObjectState);
 }
@@ -88,40 +129,16 @@ absl::StatusOr<ShardMeta> ReadMeta(const ShardDbs& dbs, MDB_txn* txn) {
   return std::move(**meta);
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, StoredState>>> ScanStates(
+    const ShardDbs& dbs, MDB_txn* txn, std::string_view prefix, std::string_view after,
+    bool inclusive, size_t limit) {
+  return ScanValues<StoredState>(dbs, txn, prefix, after, inclusive, limit, ParseObjectState);
+}
+
 absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> ScanObjects(
     const ShardDbs& dbs, MDB_txn* txn, std::string_view prefix, std::string_view after,
     bool inclusive, size_t limit) {
-  std::vector<std::pair<std::string, ObjectData>> out;
-  if (limit == 0) return out;
-  absl::StatusOr<CursorPtr> cursor = OpenCursor(dbs, txn, dbs.objects, "objects");
-  if (!cursor.ok()) return cursor.status();
-
-  // Every key with the prefix is >= prefix, so an `after` below it bounds nothing.
-  std::string_view start = prefix;
-  bool skip_start = false;
-  if (!after.empty() && after >= prefix) {
-    start = after;
-    skip_start = !inclusive;
-  }
-  MDB_val key = ToVal(start);
-  MDB_val value;
-  // LMDB keys are never empty, so an empty start means the first key.
-  int rc = mdb_cursor_get(cursor->get(), &key, &value, start.empty() ? MDB_FIRST : MDB_SET_RANGE);
-  if (rc == MDB_SUCCESS && skip_start && FromVal(key) == start) {
-    rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
-  }
-  while (rc == MDB_SUCCESS && StartsWith(FromVal(key), prefix)) {
-    auto& [object_key, object] = out.emplace_back(FromVal(key), ObjectData());
-    if (!ParseObjectRecord(FromVal(value), &object)) {
-      return UnparseableValue(dbs, "objects", object_key, "ObjectRecord");
-    }
-    if (out.size() == limit) return out;
-    rc = mdb_cursor_get(cursor->get(), &key, &value, MDB_NEXT);
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-    return MdbStatus(dbs.dir, "mdb_cursor_get(objects)", rc);
-  }
-  return out;
+  return ScanValues<ObjectData>(dbs, txn, prefix, after, inclusive, limit, ParseObjectRecord);
 }
 
 absl::StatusOr<std::vector<std::string>> ReadExpiredObjects(const ShardDbs& dbs, MDB_txn* txn,

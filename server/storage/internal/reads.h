@@ -43,6 +43,10 @@ absl::StatusOr<std::optional<records::v1::ShardMeta>> ReadMetaIfPresent(const Sh
 absl::StatusOr<records::v1::ShardMeta> ReadMeta(const ShardDbs& dbs, MDB_txn* txn);
 
 // See Reader::Scan.
+absl::StatusOr<std::vector<std::pair<std::string, records::v1::StoredState>>> ScanStates(
+    const ShardDbs& dbs, MDB_txn* txn, std::string_view prefix, std::string_view after,
+    bool inclusive, size_t limit);
+// See Reader::ScanObjects.
 absl::StatusOr<std::vector<std::pair<std::string, ObjectData>>> ScanObjects(
     const ShardDbs& dbs, MDB_txn* txn, std::string_view prefix, std::string_view after,
     bool inclusive, size_t limit);
