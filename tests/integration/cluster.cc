@@ -97,4 +97,15 @@ std::string TestCluster::Logs() const {
   return out;
 }
 
+v1::ReportStateRequest ReportRequest(const std::string& key, const std::string& agent,
+                                     const std::string& state) {
+  v1::ReportStateRequest request;
+  request.set_scenario(TestCluster::kScenario);
+  request.set_object_key(key);
+  request.set_agent_id(agent);
+  request.set_state(state);
+  request.mutable_ttl()->set_seconds(3600);
+  return request;
+}
+
 }  // namespace tally::test

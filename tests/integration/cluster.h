@@ -70,6 +70,10 @@ class TestCluster {
   std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;
 };
 
+// A report of `agent`'s `state` of `key` in the cluster's scenario, valid for an hour.
+v1::ReportStateRequest ReportRequest(const std::string& key, const std::string& agent,
+                                     const std::string& state);
+
 }  // namespace tally::test
 
 #endif  // TALLY_TESTS_INTEGRATION_CLUSTER_H_

@@ -6,7 +6,6 @@
 #include <signal.h>
 
 #include <atomic>
-#include <fstream>
 #include <future>
 #include <map>
 #include <random>
@@ -21,11 +20,10 @@
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
 #include "tally/v1/state.grpc.pb.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/node_harness.h"
 #include "tests/integration/reducer_model.h"
 #include "tests/testing/kafka_bootstrap.h"
-#include "tests/testing/temp_dir.h"
-#include "tests/testing/unique_name.h"
 #include "tests/testing/wait.h"
 
 namespace tally::test {
@@ -34,7 +32,7 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr int kPartitions = 6;
-constexpr char kScenario[] = "demo";
+constexpr const char* kScenario = TestCluster::kScenario;
 
 struct ModelObject {
   std::map<std::string, std::string> votes;  // agent → state
@@ -44,72 +42,13 @@ struct ModelObject {
 class RouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    bootstrap_ = KafkaBootstrapOrDie();
-    app_ = UniqueName("router");
-    config_path_ = absl::StrCat(dir_.path(), "/tallyd.textproto");
-    std::ofstream out(config_path_);
-    out << "app_id: \"" << app_ << "\"\n"
-        << "kafka { bootstrap_servers: \"" << bootstrap_ << "\" }\n"
-        << "scenarios { name: \"" << kScenario << "\" partitions: " << kPartitions
-        << " reducer { majority {} } }\n"
-        << "node { enabled: true data_dir: \"unused\" node_id: \"unused\" "
-        << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
-        << "router { enabled: true }\n"
-        << "server { listen_address: \"127.0.0.1:0\" }\n";
-    out.close();
-    for (const std::string id : {"n1", "n2", "n3"}) StartNode(id);
+    for (const std::string id : {"n1", "n2", "n3"}) ASSERT_TRUE(cluster_.StartNode(id).ok());
     // The group has settled once every node owns a share.
-    WaitAllActive({"n1", "n2", "n3"});
+    ASSERT_TRUE(cluster_.WaitAllActive("n1", {"n1", "n2", "n3"})) << "partitions not all active";
   }
 
   void TearDown() override {
-    if (!HasFailure()) return;
-    for (const auto& [id, node] : nodes_) {
-      std::string log = node->Log();
-      std::cout << "---- log of " << id << " (last 4000 bytes) ----\n"
-                << log.substr(log.size() > 4000 ? log.size() - 4000 : 0) << std::endl;
-    }
-  }
-
-  void StartNode(const std::string& id) {
-    auto node =
-        std::make_unique<TallydProcess>(config_path_, id, absl::StrCat(dir_.path(), "/", id),
-                                        absl::StrCat(dir_.path(), "/", id, ".log"));
-    ASSERT_TRUE(node->Start().ok());
-    auto channel = grpc::CreateChannel(node->address(), grpc::InsecureChannelCredentials());
-    state_stubs_[id] = v1::StateService::NewStub(channel);
-    admin_stubs_[id] = v1::AdminService::NewStub(channel);
-    nodes_[id] = std::move(node);
-  }
-
-  // Waits until DescribeCluster (through n1) shows every partition ACTIVE on an alive node.
-  void WaitAllActive(const std::set<std::string>& required_owners = {}) {
-    bool ok = WaitFor(
-        [&] {
-          auto cluster = Describe("n1");
-          if (!cluster.ok()) return false;
-          std::set<std::string> owners;
-          int active = 0;
-          for (const v1::PartitionInfo& p : cluster->partitions()) {
-            if (p.status() == v1::ACTIVE) ++active;
-            owners.insert(p.active_node());
-          }
-          for (const std::string& id : required_owners) {
-            if (!owners.count(id)) return false;
-          }
-          return active == kPartitions;
-        },
-        absl::Seconds(90));
-    ASSERT_TRUE(ok) << "partitions not all active: " << Describe("n1")->DebugString();
-  }
-
-  absl::StatusOr<v1::DescribeClusterResponse> Describe(const std::string& via) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::DescribeClusterResponse response;
-    grpc::Status status = admin_stubs_[via]->DescribeCluster(&context, {}, &response);
-    if (!status.ok()) return absl::UnavailableError(status.error_message());
-    return response;
+    if (HasFailure()) std::cout << cluster_.Logs() << std::endl;
   }
 
   // ReportState through `via`; returns the token and updates the model.
@@ -119,21 +58,10 @@ class RouterTest : public ::testing::Test {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::ReportStateResponse response;
-    grpc::Status status = state_stubs_[via]->ReportState(&context, request, &response);
+    grpc::Status status = cluster_.state(via).ReportState(&context, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     Apply(key, agent, state);
     return response.token();
-  }
-
-  static v1::ReportStateRequest ReportRequest(const std::string& key, const std::string& agent,
-                                              const std::string& state) {
-    v1::ReportStateRequest request;
-    request.set_scenario(kScenario);
-    request.set_object_key(key);
-    request.set_agent_id(agent);
-    request.set_state(state);
-    request.mutable_ttl()->set_seconds(3600);
-    return request;
   }
 
   void Apply(const std::string& key, const std::string& agent, const std::string& state) {
@@ -150,7 +78,7 @@ class RouterTest : public ::testing::Test {
     request.set_min_token(min_token);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    return state_stubs_[via]->GetState(&context, request, response);
+    return cluster_.state(via).GetState(&context, request, response);
   }
 
   // Every state of the scenario through ListState pages of `page_size`.
@@ -167,7 +95,7 @@ class RouterTest : public ::testing::Test {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       v1::ListStateResponse response;
-      grpc::Status status = state_stubs_[via]->ListState(&context, request, &response);
+      grpc::Status status = cluster_.state(via).ListState(&context, request, &response);
       EXPECT_TRUE(status.ok()) << status.error_message();
       if (!status.ok()) break;
       EXPECT_LE(response.states_size(), page_size);
@@ -192,14 +120,10 @@ class RouterTest : public ::testing::Test {
   }
 
   std::string Topic(const std::string& kind) const {
-    return absl::StrCat(app_, ".", kScenario, ".", kind);
+    return absl::StrCat(cluster_.app(), ".", kScenario, ".", kind);
   }
 
-  TempDir dir_;
-  std::string bootstrap_, app_, config_path_;
-  std::map<std::string, std::unique_ptr<TallydProcess>> nodes_;
-  std::map<std::string, std::unique_ptr<v1::StateService::Stub>> state_stubs_;
-  std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;
+  TestCluster cluster_{KafkaBootstrapOrDie(), kPartitions};
   std::map<std::string, ModelObject> model_;
 };
 
@@ -223,7 +147,7 @@ TEST_F(RouterTest, RandomWorkloadThroughEveryRouterMatchesTheModel) {
   for (int stream = 0; stream < 3; ++stream) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    auto rpc = state_stubs_[kRouters[stream]]->ReportStates(&context);
+    auto rpc = cluster_.state(kRouters[stream]).ReportStates(&context);
     std::vector<std::string> keys;
     for (int i = 0; i < 100; ++i) {
       std::string key = absl::StrCat("site-", rng() % 40);
@@ -253,7 +177,7 @@ TEST_F(RouterTest, RandomWorkloadThroughEveryRouterMatchesTheModel) {
     ASSERT_TRUE(status.ok()) << key << ": " << status.error_message();
     ExpectMatchesModel(key, response.state());
     int32_t partition = kafka::PartitionFor(key, kPartitions);
-    auto cluster = Describe("n1");
+    auto cluster = cluster_.Describe("n1");
     ASSERT_TRUE(cluster.ok());
     EXPECT_EQ(response.served_by(), cluster->partitions(partition).active_node()) << key;
   }
@@ -330,14 +254,14 @@ TEST_F(RouterTest, ReadsKeepAnsweringRightWhilePartitionsMove) {
   }
 
   // A fourth node joins: the cooperative rebalance moves partitions to it.
-  StartNode("n4");
-  WaitAllActive({"n4"});
+  ASSERT_TRUE(cluster_.StartNode("n4").ok());
+  ASSERT_TRUE(cluster_.WaitAllActive("n1", {"n4"})) << "n4 got no partition";
   // n2 leaves: its partitions move to the others once the group notices.
   int reads_before_stop = reads.load();
-  nodes_["n2"]->Signal(SIGTERM);
+  cluster_.process("n2").Signal(SIGTERM);
   bool moved = WaitFor(
       [&] {
-        auto cluster = Describe("n1");
+        auto cluster = cluster_.Describe("n1");
         if (!cluster.ok()) return false;
         for (const v1::PartitionInfo& p : cluster->partitions()) {
           if (p.status() != v1::ACTIVE || p.active_node() == "n2") return false;
@@ -345,7 +269,7 @@ TEST_F(RouterTest, ReadsKeepAnsweringRightWhilePartitionsMove) {
         return true;
       },
       absl::Seconds(90));
-  ASSERT_TRUE(moved) << Describe("n1")->DebugString();
+  ASSERT_TRUE(moved) << "n2's partitions did not move";
   const int target = reads.load() + 60;  // some reads after the move completed, too
   ASSERT_TRUE(WaitFor([&] { return reads.load() >= target; }, absl::Seconds(60)));
   stop.store(true);
@@ -489,7 +413,7 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
     SCOPED_TRACE(c.name);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    grpc::Status status = c.call(*state_stubs_["n2"], *admin_stubs_["n2"], context);
+    grpc::Status status = c.call(cluster_.state("n2"), cluster_.admin("n2"), context);
     EXPECT_EQ(status.error_code(), c.code) << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr(c.message));
   }
@@ -507,7 +431,7 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
       return out;
     };
     grpc::GenericStub generic(
-        grpc::CreateChannel(nodes_["n2"]->address(), grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(cluster_.process("n2").address(), grpc::InsecureChannelCredentials()));
     for (const auto& [method, request] : std::vector<std::pair<std::string, std::string>>{
              {"/tally.v1.StateService/ReportState",
               bytes({{1, kScenario}, {2, "bad\xff"}, {3, "agent-1"}, {4, "attack"}})},
@@ -525,13 +449,13 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
       EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
       EXPECT_THAT(status.error_message(), HasSubstr("UTF-8"));
     }
-    EXPECT_TRUE(Describe("n2").ok()) << "the router keeps serving";
+    EXPECT_TRUE(cluster_.Describe("n2").ok()) << "the router keeps serving";
   }
 
   // Nothing reached Kafka: a record written now is the first one on the reports topic.
   std::string token = Report("n2", "site-1", "agent-1", "attack");
   EXPECT_EQ(token, absl::StrCat("w1.", partition, ".0"));
-  auto client = KafkaTestClient::Create(bootstrap_);
+  auto client = KafkaTestClient::Create(KafkaBootstrapOrDie());
   ASSERT_TRUE(client.ok());
   auto records = (*client)->ReadAll(Topic("reports"), kPartitions);
   ASSERT_TRUE(records.ok()) << records.status();
@@ -559,7 +483,7 @@ TEST_F(RouterTest, UnknownObjectIsNotFoundAndOperatorsPinAndPurge) {
   set.set_reason("incident 42");
   v1::SetStateResponse set_response;
   ASSERT_TRUE(admin([&](grpc::ClientContext& c) {
-                return admin_stubs_["n2"]->SetState(&c, set, &set_response);
+                return cluster_.admin("n2").SetState(&c, set, &set_response);
               }).ok());
   ASSERT_TRUE(Get("n3", "site-9", set_response.token(), &response).ok());
   EXPECT_EQ(response.state().state(), "attack");
@@ -572,7 +496,7 @@ TEST_F(RouterTest, UnknownObjectIsNotFoundAndOperatorsPinAndPurge) {
   set.set_pin(false);
   set.clear_state();
   ASSERT_TRUE(admin([&](grpc::ClientContext& c) {
-                return admin_stubs_["n2"]->SetState(&c, set, &set_response);
+                return cluster_.admin("n2").SetState(&c, set, &set_response);
               }).ok());
   ASSERT_TRUE(Get("n3", "site-9", set_response.token(), &response).ok());
   EXPECT_EQ(response.state().state(), "ok");
@@ -583,7 +507,7 @@ TEST_F(RouterTest, UnknownObjectIsNotFoundAndOperatorsPinAndPurge) {
   purge.set_object_key("site-9");
   v1::PurgeStateResponse purge_response;
   ASSERT_TRUE(admin([&](grpc::ClientContext& c) {
-                return admin_stubs_["n3"]->PurgeState(&c, purge, &purge_response);
+                return cluster_.admin("n3").PurgeState(&c, purge, &purge_response);
               }).ok());
   status = Get("n1", "site-9", purge_response.token(), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
