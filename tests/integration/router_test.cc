@@ -408,7 +408,6 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
       {"purge unknown scenario", purge([](auto& r) { r.set_scenario("nope"); }),
        grpc::StatusCode::NOT_FOUND, "scenario: \"nope\""},
   };
-  ASSERT_GE(cases.size(), 15u);
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     grpc::ClientContext context;
