@@ -25,7 +25,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kScenario[] = "demo";
+constexpr const char* kScenario = TestCluster::kScenario;
 
 std::string TokenLine(const std::string& token, const std::string& principal,
                       const std::string& roles) {
@@ -62,16 +62,6 @@ class AuthTest : public ::testing::Test {
     if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
   }
 
-  static v1::ReportStateRequest Report(const std::string& key, const std::string& agent,
-                                       const std::string& state) {
-    v1::ReportStateRequest request;
-    request.set_scenario(kScenario);
-    request.set_object_key(key);
-    request.set_agent_id(agent);
-    request.set_state(state);
-    return request;
-  }
-
   grpc::Status Get(const std::string& token, const std::string& key, v1::GetStateResponse* out,
                    const std::string& min_token = "") {
     grpc::ClientContext context;
@@ -100,7 +90,7 @@ TEST_F(AuthTest, EveryRoleAgainstEveryRpc) {
           Authorize(context, token);
           v1::ReportStateResponse response;
           // Without an agent id: the router fills in the caller's principal.
-          return state.ReportState(&context, Report("site-1", "", "up"), &response);
+          return state.ReportState(&context, ReportRequest("site-1", "", "up"), &response);
         },
         "agent"}},
       {"ReportStates",
@@ -108,7 +98,7 @@ TEST_F(AuthTest, EveryRoleAgainstEveryRpc) {
           grpc::ClientContext context;
           Authorize(context, token);
           auto stream = state.ReportStates(&context);
-          stream->Write(Report("site-1", "", "up"));
+          stream->Write(ReportRequest("site-1", "", "up"));
           stream->WritesDone();
           v1::ReportStateResponse response;
           while (stream->Read(&response)) {
@@ -215,20 +205,22 @@ TEST_F(AuthTest, AnAgentCannotVoteAsAnother) {
   grpc::ClientContext first;
   Authorize(first, "t-agent-1");
   v1::ReportStateResponse written;
-  ASSERT_TRUE(state.ReportState(&first, Report("site-7", "agent-1", "attack"), &written).ok());
+  ASSERT_TRUE(
+      state.ReportState(&first, ReportRequest("site-7", "agent-1", "attack"), &written).ok());
 
   // Unary: refused, naming the field.
   grpc::ClientContext spoof;
   Authorize(spoof, "t-agent-1");
   v1::ReportStateResponse response;
-  grpc::Status status = state.ReportState(&spoof, Report("site-7", "agent-2", "calm"), &response);
+  grpc::Status status =
+      state.ReportState(&spoof, ReportRequest("site-7", "agent-2", "calm"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(status.error_message(), HasSubstr("agent_id: \"agent-2\" is not the principal"));
   // Streaming: the stream ends at the spoofed request.
   grpc::ClientContext stream_context;
   Authorize(stream_context, "t-agent-1");
   auto stream = state.ReportStates(&stream_context);
-  stream->Write(Report("site-7", "agent-2", "calm"));
+  stream->Write(ReportRequest("site-7", "agent-2", "calm"));
   stream->WritesDone();
   while (stream->Read(&response)) {
   }
@@ -291,11 +283,7 @@ class LimitsTest : public ::testing::Test {
 };
 
 TEST_F(LimitsTest, ReportsBeyondTheBurstAreRefusedUntilTheBucketRefills) {
-  v1::ReportStateRequest request;
-  request.set_scenario(kScenario);
-  request.set_object_key("k");
-  request.set_agent_id("a");
-  request.set_state("up");
+  v1::ReportStateRequest request = ReportRequest("k", "a", "up");
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Report(request).ok()) << i;
   grpc::Status refused = Report(request);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -303,11 +291,7 @@ TEST_F(LimitsTest, ReportsBeyondTheBurstAreRefusedUntilTheBucketRefills) {
 }
 
 TEST_F(LimitsTest, OversizedRequestsAreRefusedAndTheRouterKeepsServing) {
-  v1::ReportStateRequest request;
-  request.set_scenario(kScenario);
-  request.set_object_key("k");
-  request.set_agent_id("a");
-  request.set_state("up");
+  v1::ReportStateRequest request = ReportRequest("k", "a", "up");
   for (int i = 0; i < 30; ++i) {
     (*request.mutable_attributes())[absl::StrCat("key-", i)] = std::string(200, 'v');
   }

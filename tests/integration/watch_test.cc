@@ -111,17 +111,6 @@ v1::WatchStateRequest Watch(const std::string& prefix, const std::string& key, b
   return request;
 }
 
-v1::ReportStateRequest Report(const std::string& key, const std::string& agent,
-                              const std::string& state) {
-  v1::ReportStateRequest request;
-  request.set_scenario(TestCluster::kScenario);
-  request.set_object_key(key);
-  request.set_agent_id(agent);
-  request.set_state(state);
-  request.mutable_ttl()->set_seconds(3600);
-  return request;
-}
-
 // The last write of each partition: partition → (object key, token).
 using LastWrites = std::map<std::string, std::pair<std::string, std::string>>;
 
@@ -257,7 +246,7 @@ TEST_F(WatchTest, SendInitialThenStreamEqualsTheFinalListUnderConcurrentWriters)
   for (auto& round : rounds) {
     for (int i = 0; i < 100; ++i) {
       std::string key = absl::StrCat(rng() % 4 == 0 ? "x-" : "w-", rng() % 30);
-      round.push_back(Report(key, absl::StrCat("a", rng() % 3), states[rng() % 3]));
+      round.push_back(ReportRequest(key, absl::StrCat("a", rng() % 3), states[rng() % 3]));
     }
   }
   // Writers keep going while the watches list and then stream.
@@ -310,7 +299,8 @@ TEST_F(WatchTest, SendInitialFromShardsRestoredOnAnotherNodeStartsAtTheirChanges
   auto flips = [](int from, int count) {
     std::vector<v1::ReportStateRequest> requests;
     for (int i = from; i < from + count; ++i) {
-      requests.push_back(Report(absl::StrCat("m-", i % 30), "a", (i / 30) % 2 ? "up" : "down"));
+      requests.push_back(
+          ReportRequest(absl::StrCat("m-", i % 30), "a", (i / 30) % 2 ? "up" : "down"));
     }
     return requests;
   };
@@ -351,7 +341,8 @@ TEST_F(WatchTest, ResumeOnAnotherRouterAfterSigkillHasNoGapAndNoDuplicate) {
   // One agent per key, alternating values: every report is a change.
   std::vector<v1::ReportStateRequest> requests;
   for (int i = 0; i < 1200; ++i) {
-    requests.push_back(Report(absl::StrCat("k-", i % 20), "a", (i / 20) % 2 ? "up" : "down"));
+    requests.push_back(
+        ReportRequest(absl::StrCat("k-", i % 20), "a", (i / 20) % 2 ? "up" : "down"));
   }
   LastWrites last;
   std::thread writer([&] {
@@ -431,7 +422,8 @@ TEST_F(WatchTest, SlowWatcherIsCutOffWithAUsableTokenAndFastOnesAreNot) {
 
   std::vector<v1::ReportStateRequest> requests;
   for (int i = 0; i < 3000; ++i) {
-    requests.push_back(Report(absl::StrCat("s-", i % 50), "a", (i / 50) % 2 ? "up" : "down"));
+    requests.push_back(
+        ReportRequest(absl::StrCat("s-", i % 50), "a", (i / 50) % 2 ? "up" : "down"));
   }
   // In waves smaller than the queue bound, so a watcher that keeps up never overflows: the
   // bound is about falling behind, not about bursts it can absorb.
@@ -580,7 +572,8 @@ TEST_F(WatchTest, AThousandWatchersOnOneRouterAllReceiveEveryEvent) {
 
   std::vector<v1::ReportStateRequest> requests;
   for (int i = 0; i < 200; ++i) {
-    requests.push_back(Report(absl::StrCat("t-", i % 40), "a", (i / 40) % 2 ? "up" : "down"));
+    requests.push_back(
+        ReportRequest(absl::StrCat("t-", i % 40), "a", (i / 40) % 2 ? "up" : "down"));
   }
   ASSERT_TRUE(ReportAll(cluster_->state("n1"), requests));
   bool all = WaitFor(
