@@ -33,6 +33,7 @@ using ::testing::HasSubstr;
 struct Seen {
   std::string state;
   int64_t version = 0;
+  bool operator==(const Seen&) const = default;
 };
 
 // One WatchState stream read on a thread of its own, with everything it received.
@@ -203,17 +204,6 @@ std::string Diff(const std::map<std::string, Seen>& watched,
   return out;
 }
 
-bool SameStates(const std::map<std::string, Seen>& a, const std::map<std::string, Seen>& b) {
-  if (a.size() != b.size()) return false;
-  for (const auto& [key, seen] : a) {
-    auto it = b.find(key);
-    if (it == b.end() || it->second.state != seen.state || it->second.version != seen.version) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // Waits until the watcher has received at least one response (the stream is registered).
 bool Registered(StreamWatcher& watcher) {
   return WaitFor(
@@ -269,7 +259,7 @@ TEST_F(WatchTest, SendInitialThenStreamEqualsTheFinalListUnderConcurrentWriters)
   bool converged = WaitFor(
       [&] {
         std::lock_guard lock(prefix.mu);
-        return SameStates(prefix.states, final_states);
+        return prefix.states == final_states;
       },
       absl::Seconds(60));
   std::map<std::string, Seen> only_7;
@@ -277,7 +267,7 @@ TEST_F(WatchTest, SendInitialThenStreamEqualsTheFinalListUnderConcurrentWriters)
   bool single_converged = WaitFor(
       [&] {
         std::lock_guard lock(single.mu);
-        return SameStates(single.states, only_7);
+        return single.states == only_7;
       },
       absl::Seconds(30));
   prefix.Cancel();
@@ -320,7 +310,7 @@ TEST_F(WatchTest, SendInitialFromShardsRestoredOnAnotherNodeStartsAtTheirChanges
   bool converged = WaitFor(
       [&] {
         std::lock_guard lock(watcher.mu);
-        return SameStates(watcher.states, final_states);
+        return watcher.states == final_states;
       },
       absl::Seconds(60));
   watcher.Cancel();
