@@ -9,10 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +23,7 @@
 #include "grpcpp/grpcpp.h"
 #include "tally/v1/state.grpc.pb.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/watch_reactor.h"
 #include "tests/testing/wait.h"
 
 namespace tally::test {
@@ -32,41 +31,15 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-class LatencyWatcher final : public grpc::ClientReadReactor<v1::WatchStateResponse> {
+class LatencyWatcher final : public WatchReactor {
  public:
   explicit LatencyWatcher(v1::StateService::Stub& stub) {
-    request_.set_scenario(TestCluster::kScenario);
-    stub.async()->WatchState(&context_, &request_, this);
-    StartRead(&response_);
-    StartCall();
+    v1::WatchStateRequest request;
+    request.set_scenario(TestCluster::kScenario);
+    Start(stub, std::move(request));
   }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    const int64_t now_us = absl::ToUnixMicros(absl::Now());
-    {
-      std::lock_guard lock(mu_);
-      ++responses_;
-      if (response_.has_change()) {
-        latencies_us_.push_back(now_us - TimeUtil::TimestampToMicroseconds(response_.change().time()));
-      }
-    }
-    StartRead(&response_);
-  }
-  void OnDone(const grpc::Status& status) override {
-    std::lock_guard lock(mu_);
-    status_ = status;
-    done_ = true;
-    cv_.notify_all();
-  }
-  void Stop() {
-    context_.TryCancel();
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-  }
-  int responses() {
-    std::lock_guard lock(mu_);
-    return responses_;
-  }
+  ~LatencyWatcher() override { Stop(); }
+
   size_t changes() {
     std::lock_guard lock(mu_);
     return latencies_us_.size();
@@ -77,15 +50,14 @@ class LatencyWatcher final : public grpc::ClientReadReactor<v1::WatchStateRespon
   }
 
  private:
-  grpc::ClientContext context_;
-  v1::WatchStateRequest request_;
-  v1::WatchStateResponse response_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  int responses_ = 0;
-  grpc::Status status_;
-  std::vector<int64_t> latencies_us_;
+  void OnResponse(const v1::WatchStateResponse& response, absl::Time received) override {
+    if (response.has_change()) {
+      latencies_us_.push_back(absl::ToUnixMicros(received) -
+                              TimeUtil::TimestampToMicroseconds(response.change().time()));
+    }
+  }
+
+  std::vector<int64_t> latencies_us_;  // guarded by mu_
 };
 
 int64_t RssKiB(pid_t pid) {
@@ -110,11 +82,9 @@ bool Drive(TestCluster& cluster, std::vector<std::unique_ptr<LatencyWatcher>>& w
   std::vector<size_t> before;
   for (auto& w : watchers) before.push_back(w->changes());
   for (int i = 0; i < events; ++i) {
-    v1::ReportStateRequest request;
-    request.set_scenario(TestCluster::kScenario);
-    request.set_object_key(absl::StrCat("bench-", i % 50));
-    request.set_agent_id("a");
-    request.set_state(absl::StrCat("r", round, "-", i / 50));  // every report a change
+    // Every report a change.
+    v1::ReportStateRequest request =
+        ReportRequest(absl::StrCat("bench-", i % 50), "a", absl::StrCat("r", round, "-", i / 50));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::ReportStateResponse response;

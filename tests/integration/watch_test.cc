@@ -7,7 +7,6 @@
 #include <signal.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <random>
@@ -22,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "tally/v1/state.grpc.pb.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/watch_reactor.h"
 #include "tests/testing/kafka_bootstrap.h"
 #include "tests/testing/wait.h"
 
@@ -473,41 +473,13 @@ TEST_F(WatchTest, SlowWatcherIsCutOffWithAUsableTokenAndFastOnesAreNot) {
 }
 
 // A thousand watchers on one router, as callback-API streams on a few connections.
-class CountingWatcher final : public grpc::ClientReadReactor<v1::WatchStateResponse> {
+class CountingWatcher final : public WatchReactor {
  public:
-  CountingWatcher(v1::StateService::Stub& stub, const v1::WatchStateRequest& request)
-      : request_(request) {
-    stub.async()->WatchState(&context_, &request_, this);
-    StartRead(&response_);
-    StartCall();
+  CountingWatcher(v1::StateService::Stub& stub, const v1::WatchStateRequest& request) {
+    Start(stub, request);
   }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    {
-      std::lock_guard lock(mu_);
-      ++responses_;
-      if (response_.has_change()) {
-        auto [it, inserted] = seen_.insert(
-            absl::StrCat(response_.change().object_key(), "@", response_.change().version()));
-        if (!inserted) ++duplicates_;
-      }
-    }
-    StartRead(&response_);
-  }
-  void OnDone(const grpc::Status&) override {
-    std::lock_guard lock(mu_);
-    done_ = true;
-    cv_.notify_all();
-  }
-  void Stop() {
-    context_.TryCancel();
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-  }
-  int responses() {
-    std::lock_guard lock(mu_);
-    return responses_;
-  }
+  ~CountingWatcher() override { Stop(); }
+
   size_t distinct_changes() {
     std::lock_guard lock(mu_);
     return seen_.size();
@@ -518,13 +490,14 @@ class CountingWatcher final : public grpc::ClientReadReactor<v1::WatchStateRespo
   }
 
  private:
-  grpc::ClientContext context_;
-  v1::WatchStateRequest request_;
-  v1::WatchStateResponse response_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  int responses_ = 0;
+  void OnResponse(const v1::WatchStateResponse& response, absl::Time) override {
+    if (!response.has_change()) return;
+    auto [it, inserted] = seen_.insert(
+        absl::StrCat(response.change().object_key(), "@", response.change().version()));
+    if (!inserted) ++duplicates_;
+  }
+
+  // Guarded by mu_.
   int duplicates_ = 0;
   std::set<std::string> seen_;
 };
@@ -579,7 +552,6 @@ TEST_F(WatchTest, AThousandWatchersOnOneRouterAllReceiveEveryEvent) {
     short_watchers += w->distinct_changes() != 200 ? 1 : 0;
     duplicates += w->duplicates();
   }
-  for (auto& w : watchers) w->Stop();
   EXPECT_TRUE(all);
   EXPECT_EQ(short_watchers, 0);
   EXPECT_EQ(duplicates, 0);
