@@ -23,8 +23,8 @@ if "$GRPCURL" -plaintext "$ADDR_a" grpc.health.v1.Health/NoSuchMethod 2>"$E2E_DI
 fi
 
 # Reflection follows server.disable_reflection.
-write_config "$E2E_DIR/noreflect.textproto" "e2e-grpcurl-$$" 'server { listen_address: "127.0.0.1:0" disable_reflection: true }'
-sed -i '0,/^server { listen_address: "127.0.0.1:0" }$/{/^server { listen_address: "127.0.0.1:0" }$/d}' "$E2E_DIR/noreflect.textproto"
+sed 's/^server { listen_address: "127.0.0.1:0"/& disable_reflection: true/' \
+  "$E2E_DIR/tallyd.textproto" > "$E2E_DIR/noreflect.textproto"
 start_tallyd b "$tallyd" "$E2E_DIR/noreflect.textproto"
 if "$GRPCURL" -plaintext "$ADDR_b" list >"$E2E_DIR/noreflect.out" 2>&1; then
   fail "reflection answered with server.disable_reflection: $(cat "$E2E_DIR/noreflect.out")"
