@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Tally's build, tests and quickstart need and is missing, on Debian 12:
-#   Debian packages (compiler, CMake, gRPC, protobuf, librdkafka, LMDB, Abseil, GoogleTest,
-#   Google Benchmark, Java, Maven, Go), the Kafka 3.9.1 jars (deploy/kafka/fetch.sh), and grpcurl
-#   (go install, pinned). Idempotent and quiet when everything is there: a second run downloads
-#   nothing. Needs root (or sudo) only when a Debian package is missing.
+#   Debian packages (compiler, CMake, Ninja, gRPC, protobuf, librdkafka, LMDB, Abseil, GoogleTest,
+#   Google Benchmark, OpenSSL, clang with libFuzzer, Python 3 for the scripts' JSON, Java, Maven,
+#   Go), the Kafka 3.9.1 jars (deploy/kafka/fetch.sh), and grpcurl (go install, pinned).
+#   Idempotent and quiet when everything is there: a second run downloads nothing. Needs root (or
+#   sudo) only when a Debian package is missing.
 #
 # Source it to get PATH extended with the tools' directory (TALLY_TOOLS_BIN), or run it.
 set -euo pipefail
@@ -14,7 +15,7 @@ export TALLY_CACHE_DIR TALLY_TOOLS_BIN
 GRPCURL_VERSION=v1.9.3
 
 _tally_packages=(
-  build-essential cmake ninja-build pkg-config git ca-certificates python3 curl openssl
+  build-essential cmake ninja-build pkg-config ca-certificates python3 openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librdkafka-dev liblmdb-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   clang libclang-rt-14-dev
