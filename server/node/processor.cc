@@ -341,22 +341,20 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
   // one Kafka write.
   PartitionListPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(pending.size())));
   for (auto& [task, p] : pending) {
+    // The offsets every changelog record of the task carries. Fields appended to a serialized
+    // message are set in it, so a record is the object's value in the batch with these after it.
+    records::v1::ObjectRecord record_offsets;
+    record_offsets.set_source_offset(p.next_source_offset >= 0 ? p.next_source_offset
+                                                               : task->meta.source_offset());
+    record_offsets.set_changes_offset(ChangesOffset(*task));
+    const std::string offset_fields = record_offsets.SerializeAsString();
     for (const std::string& key : p.dirty) {
-      auto data = p.batch->GetObject(key);
-      if (!data.ok()) return EndTransaction(data.status());
-      std::string value;
-      if (data->has_value()) {
-        records::v1::ObjectRecord record;
-        *record.mutable_state() = (*data)->state;
-        for (const records::v1::Vote& v : (*data)->votes) *record.add_votes() = v;
-        record.set_source_offset(p.next_source_offset >= 0 ? p.next_source_offset
-                                                           : task->meta.source_offset());
-        record.set_changes_offset(ChangesOffset(*task));
-        record.SerializeToString(&value);
-      }
+      auto value = p.batch->GetObjectBytes(key);
+      if (!value.ok()) return EndTransaction(value.status());
+      if (value->has_value()) (*value)->append(offset_fields);
       if (absl::Status s =
               Produce(task->scenario->changelog.get(), task->partition, key,
-                      data->has_value() ? &value : nullptr, &task->delivered_changelog_offset);
+                      value->has_value() ? &**value : nullptr, &task->delivered_changelog_offset);
           !s.ok()) {
         return EndTransaction(s);
       }

@@ -147,6 +147,10 @@ class WriteBatch {
  public:
   virtual ~WriteBatch() = default;
   virtual absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) = 0;
+  // The same as a serialized tally.records.v1.ObjectRecord, as the batch would store it (votes
+  // sorted by agent_id), without a parse: the processor's changelog record of the object.
+  virtual absl::StatusOr<std::optional<std::string>> GetObjectBytes(
+      std::string_view object_key) = 0;
   // Replaces the object: its state and its whole set of votes (expiry index kept in step). Votes
   // need not be sorted; of two votes of one agent the later one is kept.
   virtual void PutObject(std::string_view object_key, ObjectData data) = 0;

@@ -22,6 +22,7 @@
 namespace tally::storage {
 namespace {
 
+using records::v1::ObjectRecord;
 using records::v1::ShardMeta;
 using records::v1::StoredState;
 using records::v1::Vote;
@@ -660,6 +661,38 @@ TEST_F(ShardTest, LastWriteOfAKeyInABatchIsTheOneCommitted) {
 }
 
 // --- Write batches ---
+
+TEST_F(ShardTest, BatchGetObjectBytesIsWhatGetObjectParses) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());
+  const ObjectData committed = MakeObject("x", {MakeVote("a", "x", 10)});
+  ASSERT_OK(PutAll(*shard, {{"c", committed}, {"d", committed}}));
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<WriteBatch> batch, shard->NewWriteBatch());
+  // Unsorted votes: the bytes are what the batch would store, votes sorted.
+  const ObjectData pending = MakeObject("y", {MakeVote("b", "y", 20), MakeVote("a", "y", 30)});
+  batch->PutObject("new", pending);
+  batch->DeleteObject("d");
+  for (const char* key : {"c", "new"}) {
+    ASSERT_OK_AND_ASSIGN(std::optional<std::string> bytes, batch->GetObjectBytes(key));
+    ASSERT_TRUE(bytes.has_value()) << key;
+    ASSERT_OK_AND_ASSIGN(std::optional<ObjectData> object, batch->GetObject(key));
+    ASSERT_TRUE(object.has_value()) << key;
+    ObjectRecord record;
+    ASSERT_TRUE(record.ParseFromString(*bytes)) << key;
+    ObjectData parsed{record.state(), {record.votes().begin(), record.votes().end()}};
+    ExpectObjectsEqual(parsed, *object);
+  }
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> bytes, batch->GetObjectBytes("new"));
+  ObjectRecord record;
+  ASSERT_TRUE(record.ParseFromString(*bytes));
+  EXPECT_THAT(record.votes(), ElementsAre(AgentIs("a"), AgentIs("b")));
+  ASSERT_OK_AND_ASSIGN(bytes, batch->GetObjectBytes("d"));
+  EXPECT_EQ(bytes, std::nullopt);
+  ASSERT_OK_AND_ASSIGN(bytes, batch->GetObjectBytes("absent"));
+  EXPECT_EQ(bytes, std::nullopt);
+  ASSERT_OK(batch->Commit());
+  EXPECT_EQ(batch->GetObjectBytes("c").status().code(), absl::StatusCode::kFailedPrecondition);
+}
 
 TEST_F(ShardTest, BatchReadsSeeItsPendingWritesOverCommittedData) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Shard> shard, Open());

@@ -204,21 +204,23 @@ class WriteBatchImpl final : public WriteBatch {
   }
 
   absl::StatusOr<std::optional<ObjectData>> GetObject(std::string_view object_key) override {
-    if (committed_) return Spent();
-    IndexWrites();
-    if (auto it = index_.find(AbslView(object_key)); it != index_.end()) {
-      const PendingObject& object = writes_.writes[it->second];
-      if (object.deleted) return std::nullopt;
-      std::optional<ObjectData> data(std::in_place);
-      // The batch serialized these bytes itself, or checked them in PutObjectBytes.
-      if (!ParseObjectRecord(object.value, &*data)) {
-        return UnparseableValue(shard_->dbs(), "pending writes", object_key, "ObjectRecord");
-      }
-      return data;
+    absl::StatusOr<std::optional<std::string_view>> bytes = FindObjectBytes(object_key);
+    if (!bytes.ok()) return bytes.status();
+    if (!bytes->has_value()) return std::nullopt;
+    std::optional<ObjectData> data(std::in_place);
+    // Pending bytes were serialized by the batch itself or checked by PutObjectBytes; stored ones
+    // by a commit.
+    if (!ParseObjectRecord(**bytes, &*data)) {
+      return UnparseableValue(shard_->dbs(), "objects", object_key, "ObjectRecord");
     }
-    absl::StatusOr<MDB_txn*> snapshot = Snapshot();
-    if (!snapshot.ok()) return snapshot.status();
-    return ReadObject(shard_->dbs(), *snapshot, object_key);
+    return data;
+  }
+
+  absl::StatusOr<std::optional<std::string>> GetObjectBytes(std::string_view object_key) override {
+    absl::StatusOr<std::optional<std::string_view>> bytes = FindObjectBytes(object_key);
+    if (!bytes.ok()) return bytes.status();
+    if (!bytes->has_value()) return std::nullopt;
+    return std::string(**bytes);
   }
 
   void PutObject(std::string_view object_key, ObjectData data) override {
@@ -262,6 +264,10 @@ class WriteBatchImpl final : public WriteBatch {
     }
   }
 
+  // The object's value: that of its last pending write, else the stored one in the snapshot; valid
+  // until Commit() or the batch's destruction. nullopt if it has none.
+  absl::StatusOr<std::optional<std::string_view>> FindObjectBytes(std::string_view object_key);
+
   // The read transaction behind GetObject and GetMeta. Begun on first use rather than when the
   // batch is opened: no other batch can commit while this one is open, so the snapshot is the
   // same either way, and a batch that only writes (a restore) never holds a reader slot.
@@ -296,6 +302,20 @@ class WriteBatchImpl final : public WriteBatch {
   mutable size_t indexed_ = 0;
   std::optional<ShardMeta> meta_;
 };
+
+absl::StatusOr<std::optional<std::string_view>> WriteBatchImpl::FindObjectBytes(
+    std::string_view object_key) {
+  if (committed_) return Spent();
+  IndexWrites();
+  if (auto it = index_.find(AbslView(object_key)); it != index_.end()) {
+    const PendingObject& object = writes_.writes[it->second];
+    if (object.deleted) return std::nullopt;
+    return object.value;
+  }
+  absl::StatusOr<MDB_txn*> snapshot = Snapshot();
+  if (!snapshot.ok()) return snapshot.status();
+  return ReadObjectBytes(shard_->dbs(), *snapshot, object_key);
+}
 
 absl::StatusOr<MDB_txn*> WriteBatchImpl::Snapshot() {
   if (snapshot_ == nullptr) {

@@ -111,6 +111,15 @@ absl::StatusOr<std::optional<ObjectData>> ReadObject(const ShardDbs& dbs, MDB_tx
                                ParseObjectRecord);
 }
 
+absl::StatusOr<std::optional<std::string_view>> ReadObjectBytes(const ShardDbs& dbs, MDB_txn* txn,
+                                                                std::string_view object_key) {
+  return ReadValue<std::string_view>(dbs, txn, dbs.objects, "objects", object_key, "ObjectRecord",
+                                     [](std::string_view bytes, std::string_view* out) {
+                                       *out = bytes;
+                                       return true;
+                                     });
+}
+
 absl::StatusOr<std::optional<ShardMeta>> ReadMetaIfPresent(const ShardDbs& dbs, MDB_txn* txn) {
   return ReadValue<ShardMeta>(dbs, txn, dbs.meta, "meta", kMetaKey, "ShardMeta",
                               [](std::string_view bytes, ShardMeta* meta) {

@@ -36,6 +36,11 @@ absl::StatusOr<std::optional<records::v1::StoredState>> ReadState(const ShardDbs
 absl::StatusOr<std::optional<ObjectData>> ReadObject(const ShardDbs& dbs, MDB_txn* txn,
                                                      std::string_view object_key);
 
+// The object's stored value (a serialized ObjectRecord), in LMDB's memory: valid until `txn` ends
+// or writes. nullopt if it has none.
+absl::StatusOr<std::optional<std::string_view>> ReadObjectBytes(const ShardDbs& dbs, MDB_txn* txn,
+                                                                std::string_view object_key);
+
 // nullopt if the meta record is missing (only before Open has written it).
 absl::StatusOr<std::optional<records::v1::ShardMeta>> ReadMetaIfPresent(const ShardDbs& dbs,
                                                                         MDB_txn* txn);
