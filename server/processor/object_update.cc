@@ -38,9 +38,10 @@ void Retally(storage::ObjectData& data) {
 }
 
 // Finishes an update: retallies, bumps the version and emits the event if state or pin changed,
-// and decides whether anything needs writing.
+// and decides whether anything needs writing. `votes_changed`: the votes of `after` differ from
+// those of `before` (the callers know which vote they touched, so no vote is compared here).
 ObjectUpdate Finish(const std::optional<storage::ObjectData>& before, storage::ObjectData after,
-                    const std::string& scenario, const std::string& object_key,
+                    bool votes_changed, const std::string& scenario, const std::string& object_key,
                     ChangeCause cause, int64_t now_ms) {
   Retally(after);
   const std::string old_state = before ? before->state.state() : "";
@@ -59,12 +60,8 @@ ObjectUpdate Finish(const std::optional<storage::ObjectData>& before, storage::O
     event.set_cause(cause);
     event.set_pinned(after.state.pinned());
   }
-  bool same = before.has_value() && before->votes.size() == after.votes.size() &&
-              google::protobuf::util::MessageDifferencer::Equals(before->state, after.state);
-  for (size_t i = 0; same && i < after.votes.size(); ++i) {
-    same = google::protobuf::util::MessageDifferencer::Equals(before->votes[i], after.votes[i]);
-  }
-  update.changed = !same;
+  update.changed = !before.has_value() || votes_changed ||
+                   !google::protobuf::util::MessageDifferencer::Equals(before->state, after.state);
   update.data = std::move(after);
   return update;
 }
@@ -91,7 +88,7 @@ ObjectUpdate ApplyRecord(const Reducer& reducer, const std::optional<storage::Ob
   }
 
   storage::ObjectData next = current.value_or(storage::ObjectData{});
-  DropExpired(next.votes, now_ms);
+  bool votes_changed = DropExpired(next.votes, now_ms);
   ChangeCause cause = ChangeCause::CHANGE_CAUSE_REPORT;
 
   if (record.kind() == ReportKind::REPORT_KIND_REPORT) {
@@ -101,14 +98,24 @@ ObjectUpdate ApplyRecord(const Reducer& reducer, const std::optional<storage::Ob
     bool exists = it != next.votes.end() && it->agent_id() == record.agent_id();
     int64_t expires_at = record.observed_at_ms() + record.ttl_ms();
     if (expires_at <= now_ms) {
-      if (exists) next.votes.erase(it);
+      if (exists) {
+        next.votes.erase(it);
+        votes_changed = true;
+      }
     } else {
-      if (!exists) it = next.votes.emplace(it);
-      it->set_agent_id(record.agent_id());
-      it->set_state(record.state());
-      *it->mutable_attributes() = record.attributes();
-      it->set_observed_at_ms(record.observed_at_ms());
-      it->set_expires_at_ms(expires_at);
+      Vote vote;
+      vote.set_agent_id(record.agent_id());
+      vote.set_state(record.state());
+      *vote.mutable_attributes() = record.attributes();
+      vote.set_observed_at_ms(record.observed_at_ms());
+      vote.set_expires_at_ms(expires_at);
+      if (!exists) {
+        next.votes.insert(it, std::move(vote));
+        votes_changed = true;
+      } else if (!google::protobuf::util::MessageDifferencer::Equals(*it, vote)) {
+        *it = std::move(vote);
+        votes_changed = true;
+      }
     }
     if (!next.state.pinned()) {
       next.state.set_state(Reduce(reducer, next.votes, next.state.state()));
@@ -123,7 +130,8 @@ ObjectUpdate ApplyRecord(const Reducer& reducer, const std::optional<storage::Ob
       next.state.set_state(Reduce(reducer, next.votes, next.state.state()));
     }
   }
-  return Finish(current, std::move(next), record.scenario(), record.object_key(), cause, now_ms);
+  return Finish(current, std::move(next), votes_changed, record.scenario(), record.object_key(),
+                cause, now_ms);
 }
 
 ObjectUpdate ExpireVotes(const Reducer& reducer, const std::string& scenario,
@@ -134,7 +142,7 @@ ObjectUpdate ExpireVotes(const Reducer& reducer, const std::string& scenario,
   if (!next.state.pinned()) {
     next.state.set_state(Reduce(reducer, next.votes, next.state.state()));
   }
-  return Finish(current, std::move(next), scenario, object_key,
+  return Finish(current, std::move(next), /*votes_changed=*/true, scenario, object_key,
                 ChangeCause::CHANGE_CAUSE_EXPIRY, now_ms);
 }
 

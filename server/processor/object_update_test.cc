@@ -93,6 +93,27 @@ TEST_F(ObjectUpdateTest, IdenticalReportChangesNothing) {
   EXPECT_FALSE(u.event.has_value());
 }
 
+TEST_F(ObjectUpdateTest, OnlyTheReportingAgentsVoteDecidesWhetherAReportChangesAnything) {
+  for (const char* agent : {"a", "b", "c"}) Apply(Report(agent, "attack"));
+  // b reports again among others, as before: nothing to write.
+  ObjectUpdate same = Apply(Report("b", "attack"));
+  EXPECT_FALSE(same.changed);
+  // b's vote differs only in an attribute: written, but no change of state.
+  ReportRecord tagged = Report("b", "attack");
+  (*tagged.mutable_attributes())["source"] = "probe-2";
+  ObjectUpdate u = Apply(tagged);
+  EXPECT_TRUE(u.changed);
+  EXPECT_FALSE(u.event.has_value());
+  ASSERT_EQ(u.data.votes.size(), 3u);
+  EXPECT_EQ(u.data.votes[1].attributes().at("source"), "probe-2");
+  // An already expired report of an agent without a vote: nothing to write.
+  EXPECT_FALSE(Apply(Report("d", "ok", kNow - 120'000)).changed);
+  // The same from an agent with a vote removes it.
+  ObjectUpdate removed = Apply(Report("c", "ok", kNow - 120'000));
+  EXPECT_TRUE(removed.changed);
+  EXPECT_EQ(removed.data.votes.size(), 2u);
+}
+
 TEST_F(ObjectUpdateTest, MajorityFlipsOnlyWithStrictMajority) {
   Apply(Report("a", "attack"));
   Apply(Report("b", "ok"));  // 1:1, keep previous
