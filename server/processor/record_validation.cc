@@ -9,6 +9,8 @@ absl::Status Bad(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
+}  // namespace
+
 absl::Status CheckSize(absl::string_view field, const std::string& value, size_t limit,
                        bool required) {
   if (required && value.empty()) return Bad(field, "must not be empty");
@@ -17,8 +19,6 @@ absl::Status CheckSize(absl::string_view field, const std::string& value, size_t
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status ValidateReportRecord(const records::v1::ReportRecord& record,
                                   const std::string& scenario, const std::string& kafka_key) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "server/storage/shard.h"
 #include "tally/records/v1/records.pb.h"
 
@@ -28,9 +29,15 @@ inline constexpr int64_t kMaxTtlMs = int64_t{7} * 24 * 3600 * 1000;  // one week
 
 // OK if `record`, read from the reports topic of `scenario` with Kafka key `kafka_key`, can be
 // processed; else INVALID_ARGUMENT whose message names the field and why, e.g.
-// `object_key: 600 bytes, the limit is 512`.
+// `object_key: 600 bytes, the limit is 256`.
 absl::Status ValidateReportRecord(const records::v1::ReportRecord& record,
                                   const std::string& scenario, const std::string& kafka_key);
+
+// OK if `value` has at most `limit` bytes and, if `required`, is not empty; else INVALID_ARGUMENT
+// naming `field`: `state: 300 bytes, the limit is 256`, `agent_id: must not be empty`. The
+// check behind ValidateReportRecord's strings, for the router's checks of requests to share.
+absl::Status CheckSize(absl::string_view field, const std::string& value, size_t limit,
+                       bool required);
 
 }  // namespace tally::processor
 

@@ -37,10 +37,10 @@ absl::StatusOr<records::v1::ReportRecord> Checked(records::v1::ReportRecord reco
 }  // namespace
 
 absl::Status CheckObjectKey(const std::string& object_key) {
-  if (object_key.empty()) return Bad("object_key", "must not be empty");
-  if (object_key.size() > processor::kMaxObjectKeyBytes) {
-    return Bad("object_key", absl::StrCat(object_key.size(), " bytes, the limit is ",
-                                          processor::kMaxObjectKeyBytes));
+  if (absl::Status s =
+          processor::CheckSize("object_key", object_key, processor::kMaxObjectKeyBytes, true);
+      !s.ok()) {
+    return s;
   }
   if (HasNul(object_key)) return Bad("object_key", "must not contain NUL");
   return absl::OkStatus();
