@@ -12,15 +12,17 @@ namespace {
 
 void WriteConfig(const std::string& path, const std::string& app, const std::string& bootstrap,
                  int partitions, bool node, const std::string& router_fields,
-                 const std::string& extra, const std::string& server_fields) {
+                 const std::string& extra, const std::string& server_fields,
+                 const std::string& scenario_fields) {
   std::ofstream out(path);
   out << "app_id: \"" << app << "\"\n"
       << "kafka { bootstrap_servers: \"" << bootstrap << "\" }\n"
       << "scenarios { name: \"" << TestCluster::kScenario << "\" partitions: " << partitions
-      << " reducer { majority {} } }\n"
+      << " reducer { majority {} } " << scenario_fields << " }\n"
       << "node { enabled: " << (node ? "true" : "false")
       << " data_dir: \"unused\" node_id: \"unused\" "
-      << "session_timeout { seconds: 6 } heartbeat_interval { nanos: 200000000 } }\n"
+      << "session_timeout { seconds: " << absl::ToInt64Seconds(TestCluster::kSessionTimeout)
+      << " } heartbeat_interval { nanos: 200000000 } }\n"
       << "router { enabled: true " << router_fields << " }\n"
       << "server { listen_address: \"127.0.0.1:0\" " << server_fields << " }\n"
       << extra << "\n";
@@ -30,23 +32,33 @@ void WriteConfig(const std::string& path, const std::string& app, const std::str
 
 TestCluster::TestCluster(const std::string& bootstrap, int partitions,
                          const std::string& router_fields, const std::string& extra_config,
-                         const std::string& server_fields)
+                         const std::string& server_fields, const std::string& scenario_fields)
     : partitions_(partitions), app_(UniqueName("cluster")) {
   node_config_ = absl::StrCat(dir_.path(), "/node.textproto");
   router_config_ = absl::StrCat(dir_.path(), "/router.textproto");
   WriteConfig(node_config_, app_, bootstrap, partitions, true, router_fields, extra_config,
-              server_fields);
+              server_fields, scenario_fields);
   WriteConfig(router_config_, app_, bootstrap, partitions, false, router_fields, extra_config,
-              server_fields);
+              server_fields, scenario_fields);
 }
 
 absl::Status TestCluster::StartNode(const std::string& id) { return Start(id, node_config_); }
 absl::Status TestCluster::StartRouter(const std::string& id) { return Start(id, router_config_); }
 
+absl::Status TestCluster::Restart(const std::string& id) {
+  auto it = config_paths_.find(id);
+  if (it == config_paths_.end()) return absl::NotFoundError(absl::StrCat("no process ", id));
+  if (processes_.at(id)->running()) {
+    return absl::FailedPreconditionError(absl::StrCat(id, " still runs"));
+  }
+  return Start(id, it->second);
+}
+
 absl::Status TestCluster::Start(const std::string& id, const std::string& config_path) {
   auto process = std::make_unique<TallydProcess>(
       config_path, id, absl::StrCat(dir_.path(), "/", id),
-      absl::StrCat(dir_.path(), "/", id, "-", processes_.size(), ".log"));
+      absl::StrCat(dir_.path(), "/", id, "-", starts_++, ".log"));
+  config_paths_[id] = config_path;
   if (absl::Status s = process->Start(); !s.ok()) return s;
   auto channel = grpc::CreateChannel(process->address(), credentials_ != nullptr
                                                              ? credentials_

@@ -26,8 +26,13 @@ class TestCluster {
   // `router_fields` go inside the config's router { } (e.g. "watch_max_queued: 100");
   // `extra_config` is appended to the config (e.g. auth { token_file: "..." }).
   // `server_fields` go inside server { } (e.g. a tls { } block).
+  // `scenario_fields` go inside the scenario's scenarios { } (e.g. "standby_replicas: 1").
   TestCluster(const std::string& bootstrap, int partitions, const std::string& router_fields = "",
-              const std::string& extra_config = "", const std::string& server_fields = "");
+              const std::string& extra_config = "", const std::string& server_fields = "",
+              const std::string& scenario_fields = "");
+
+  // The nodes' consumer-group session timeout (node.session_timeout of the config).
+  static constexpr absl::Duration kSessionTimeout = absl::Seconds(6);
 
   // Credentials of the stubs to processes started from now on (default: plaintext).
   void set_channel_credentials(std::shared_ptr<grpc::ChannelCredentials> credentials) {
@@ -38,6 +43,9 @@ class TestCluster {
   absl::Status StartNode(const std::string& id);
   // Starts a process with the router role only.
   absl::Status StartRouter(const std::string& id);
+  // Starts `id` again with the roles and the data dir it had (after a SIGKILL or SIGTERM); its
+  // stubs then reach the new process. The old process must have exited.
+  absl::Status Restart(const std::string& id);
   TallydProcess& process(const std::string& id) { return *processes_.at(id); }
 
   v1::StateService::Stub& state(const std::string& id) { return *state_stubs_.at(id); }
@@ -66,6 +74,8 @@ class TestCluster {
   std::string admin_token_;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::map<std::string, std::unique_ptr<TallydProcess>> processes_;
+  std::map<std::string, std::string> config_paths_;  // by id: the config it was started with
+  int starts_ = 0;                                   // numbers the log files
   std::map<std::string, std::unique_ptr<v1::StateService::Stub>> state_stubs_;
   std::map<std::string, std::unique_ptr<v1::AdminService::Stub>> admin_stubs_;
 };
