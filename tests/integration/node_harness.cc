@@ -167,11 +167,12 @@ absl::Status KafkaTestClient::Flush() {
 }
 
 absl::StatusOr<std::vector<Record>> KafkaTestClient::ReadAll(const std::string& topic,
-                                                             int partitions) {
+                                                             int partitions, bool read_committed) {
   auto conf = kafka::BuildConf({{"bootstrap.servers", bootstrap_},
                                 {"group.id", "tally-test-reader"},
                                 {"enable.auto.commit", "false"},
-                                {"isolation.level", "read_committed"},
+                                {"isolation.level",
+                                 read_committed ? "read_committed" : "read_uncommitted"},
                                 {"enable.partition.eof", "true"},
                                 {"auto.offset.reset", "earliest"}});
   if (!conf.ok()) return conf.status();
@@ -210,6 +211,7 @@ absl::StatusOr<std::vector<Record>> KafkaTestClient::ReadAll(const std::string& 
       r.offset = m->offset;
       r.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload) r.value.emplace(static_cast<const char*>(m->payload), m->len);
+      r.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
       out.push_back(std::move(r));
     }
     rd_kafka_message_destroy(m);

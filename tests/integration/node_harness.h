@@ -51,6 +51,7 @@ struct Record {
   int64_t offset = 0;
   std::string key;
   std::optional<std::string> value;  // nullopt: tombstone
+  int64_t timestamp_ms = 0;          // the record's Kafka timestamp
 };
 
 // A Kafka client for tests. Not thread-safe.
@@ -65,8 +66,10 @@ class KafkaTestClient {
   // Waits until every queued record is acknowledged; the first failed delivery, if any.
   absl::Status Flush();
   // Every record of `topic` (partitions 0..partitions-1) from the start to the last stable
-  // offset, read_committed, in offset order per partition.
-  absl::StatusOr<std::vector<Record>> ReadAll(const std::string& topic, int partitions);
+  // offset, read_committed, in offset order per partition. With `read_committed` false: to the
+  // high watermark, records of aborted and open transactions included.
+  absl::StatusOr<std::vector<Record>> ReadAll(const std::string& topic, int partitions,
+                                              bool read_committed = true);
   // True once the group's committed offsets reach the end of every partition of `topic`.
   absl::StatusOr<bool> GroupCaughtUp(const std::string& group, const std::string& topic,
                                      int partitions);
