@@ -1,0 +1,269 @@
+// Ingest benchmark: reports through the router's ReportStates streams until the node(s) have
+// applied them (exactly-once processing on: the consumer group has committed every report), with
+// a cluster of 1 and of 3 tallyd processes (node and router each). Prints, as markdown tables:
+// - the sustained rate next to its ceiling, measured in the same run on the same broker: a bare
+//   librdkafka producer with the router's settings writing records of the same size;
+// - report-to-visible latency at half the 1-node maximum: the time from sending a ReportState to
+//   the answer of GetState(min_token) for its token (read-your-writes, served once applied).
+// Writes the latency percentiles to DATA_DIR/ingest_latency_<nodes>.dat for the plots.
+//
+//   ingest_bench BOOTSTRAP DATA_DIR [REPORTS=1000000] [OBJECTS=100000]
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "server/kafka/admin.h"
+#include "server/kafka/config.h"
+#include "server/router/requests.h"
+#include "tests/bench/bench_util.h"
+#include "tests/testing/unique_name.h"
+
+namespace tally::bench {
+namespace {
+
+constexpr int kPartitions = 6;
+constexpr int kStreamsPerRouter = 4;
+
+// Report number i: agent (i / objects) % 5 votes on object i % objects, so every report of a run
+// is a new or a changed vote and costs the processor a changelog write.
+v1::ReportStateRequest Report(int64_t i, int64_t objects) {
+  v1::ReportStateRequest request = test::ReportRequest(
+      ObjectKey(i % objects), absl::StrCat("agent-", (i / objects) % 5),
+      ((i / objects) / 5 + i) % 3 ? "ok" : "attack");
+  return request;
+}
+
+// The raw produce ceiling: `count` records of `record_bytes` with the router's producer settings.
+absl::StatusOr<double> ProduceCeiling(const std::string& bootstrap, int64_t count,
+                                      size_t record_bytes) {
+  const std::string topic = test::UniqueName("bench-produce");
+  auto admin = kafka::Admin::Create({{"bootstrap.servers", bootstrap}});
+  if (!admin.ok()) return admin.status();
+  if (absl::Status s = (*admin)->EnsureTopics({kafka::TopicSpec(topic, kPartitions)}); !s.ok()) {
+    return s;
+  }
+  auto conf = kafka::BuildConf({{"bootstrap.servers", bootstrap},
+                                {"enable.idempotence", "true"},
+                                {"acks", "all"},
+                                {"linger.ms", "2"},
+                                {"batch.num.messages", "10000"},
+                                {"queue.buffering.max.messages", "200000"}});
+  if (!conf.ok()) return conf.status();
+  auto producer = kafka::NewHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!producer.ok()) return producer.status();
+  const std::string value(record_bytes, 'x');
+  absl::Time start = absl::Now();
+  for (int64_t i = 0; i < count; ++i) {
+    const std::string key = ObjectKey(i);
+    while (true) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+          RD_KAFKA_V_PARTITION(static_cast<int32_t>(i % kPartitions)),
+          RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return absl::InternalError(rd_kafka_err2str(err));
+      rd_kafka_poll(producer->get(), 1);
+    }
+    rd_kafka_poll(producer->get(), 0);
+  }
+  if (rd_kafka_flush(producer->get(), 120000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::DeadlineExceededError("produce ceiling: flush timed out");
+  }
+  return count / absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+// Sends reports [first, first + count) over kStreamsPerRouter ReportStates streams per router,
+// at `rate` per second in all (0: as fast as they go); returns when every token is back.
+absl::Status SendReports(test::TestCluster& cluster, const std::vector<std::string>& routers,
+                         int64_t first, int64_t count, int64_t objects, double rate) {
+  const int streams = static_cast<int>(routers.size()) * kStreamsPerRouter;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int s = 0; s < streams; ++s) {
+    threads.emplace_back([&, s] {
+      grpc::ClientContext context;
+      auto stream = cluster.state(routers[s % routers.size()]).ReportStates(&context);
+      std::thread reader([&] {
+        v1::ReportStateResponse response;
+        while (stream->Read(&response)) {
+        }
+      });
+      int64_t sent = 0;
+      for (int64_t i = first + s; i < first + count; i += streams, ++sent) {
+        if (rate > 0) {
+          // Pacing the load at the asked rate, not synchronisation.
+          absl::Time due = start + absl::Seconds((sent * streams + s) / rate);
+          if (due > absl::Now()) absl::SleepFor(due - absl::Now());
+        }
+        if (!stream->Write(Report(i, objects))) break;
+      }
+      stream->WritesDone();
+      reader.join();
+      if (grpc::Status status = stream->Finish(); !status.ok()) {
+        std::cerr << "ReportStates: " << status.error_message() << "\n";
+        ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return failed == 0 ? absl::OkStatus() : absl::UnavailableError("a ReportStates stream failed");
+}
+
+// Report-to-visible latency probes, one every `every` on each of two threads, until `stop`.
+std::vector<int64_t> Probe(test::TestCluster& cluster, const std::string& router,
+                           std::atomic<bool>& stop, absl::Duration every) {
+  std::vector<int64_t> latency_ns[2];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int64_t n = 0; !stop.load(); ++n) {
+        const int64_t t0 = absl::GetCurrentTimeNanos();
+        v1::ReportStateRequest report =
+            test::ReportRequest(absl::StrCat("probe-", t, "-", n % 100), "probe",
+                                absl::StrCat("v", n));
+        grpc::ClientContext write_context;
+        write_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        v1::ReportStateResponse token;
+        if (!cluster.state(router).ReportState(&write_context, report, &token).ok()) continue;
+        v1::GetStateRequest read;
+        read.set_scenario(test::TestCluster::kScenario);
+        read.set_object_key(report.object_key());
+        read.set_min_token(token.token());
+        grpc::ClientContext read_context;
+        read_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        v1::GetStateResponse state;
+        if (cluster.state(router).GetState(&read_context, read, &state).ok()) {
+          latency_ns[t].push_back(absl::GetCurrentTimeNanos() - t0);
+        }
+        absl::SleepFor(every);  // pacing the probes, not synchronisation
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  latency_ns[0].insert(latency_ns[0].end(), latency_ns[1].begin(), latency_ns[1].end());
+  return latency_ns[0];
+}
+
+struct IngestFigures {
+  double max_per_second = 0, acked_per_second = 0;
+  double half_rate = 0, p50_ms = 0, p99_ms = 0;
+  size_t samples = 0;
+};
+
+absl::StatusOr<IngestFigures> RunCluster(const std::string& bootstrap, int nodes, int64_t reports,
+                                         int64_t objects, double half_rate,
+                                         const std::string& data_dir) {
+  test::TestCluster cluster(bootstrap, kPartitions);
+  std::vector<std::string> routers;
+  for (int n = 1; n <= nodes; ++n) {
+    routers.push_back(absl::StrCat("n", n));
+    if (absl::Status s = cluster.StartNode(routers.back()); !s.ok()) return s;
+  }
+  if (!cluster.WaitAllActive("n1", {routers.begin(), routers.end()})) {
+    return absl::DeadlineExceededError("partitions not active:\n" + cluster.Logs());
+  }
+  IngestFigures f;
+  absl::Time start = absl::Now();
+  if (absl::Status s = SendReports(cluster, routers, 0, reports, objects, 0); !s.ok()) return s;
+  f.acked_per_second = reports / absl::ToDoubleSeconds(absl::Now() - start);
+  if (absl::Status s = WaitApplied(bootstrap, cluster, absl::Minutes(10)); !s.ok()) return s;
+  f.max_per_second = reports / absl::ToDoubleSeconds(absl::Now() - start);
+
+  // Latency at half load (of the 1-node maximum, the same rate for both clusters).
+  f.half_rate = half_rate > 0 ? half_rate : f.max_per_second / 2;
+  const int64_t half_reports = static_cast<int64_t>(f.half_rate * 10);  // ~10 s
+  std::atomic<bool> stop{false};
+  std::vector<int64_t> latency;
+  std::thread prober([&] { latency = Probe(cluster, "n1", stop, absl::Milliseconds(5)); });
+  absl::Status sent = SendReports(cluster, routers, reports, half_reports, objects, f.half_rate);
+  stop.store(true);
+  prober.join();
+  if (!sent.ok()) return sent;
+  if (absl::Status s = WaitApplied(bootstrap, cluster, absl::Minutes(10)); !s.ok()) return s;
+  f.p50_ms = Percentile(latency, 0.5, 1e6);
+  f.p99_ms = Percentile(latency, 0.99, 1e6);
+  f.samples = latency.size();
+  WritePercentiles(absl::StrCat(data_dir, "/ingest_latency_", nodes, ".dat"), latency);
+  return f;
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 3) {
+    std::cerr << "usage: ingest_bench BOOTSTRAP DATA_DIR [REPORTS=1000000] [OBJECTS=100000]\n";
+    return 2;
+  }
+  const std::string bootstrap = argv[1], data_dir = argv[2];
+  const int64_t reports = argc > 3 ? std::stoll(argv[3]) : 1'000'000;
+  const int64_t objects = argc > 4 ? std::stoll(argv[4]) : 100'000;
+
+  config::v1::Scenario scenario;
+  scenario.set_name(test::TestCluster::kScenario);
+  auto record = router::ReportRecordFor(Report(reports / 2, objects), scenario,
+                                        absl::ToUnixMillis(absl::Now()));
+  if (!record.ok()) {
+    std::cerr << record.status() << "\n";
+    return 1;
+  }
+  const size_t record_bytes = record->ByteSizeLong();
+  auto ceiling = ProduceCeiling(bootstrap, reports, record_bytes);
+  if (!ceiling.ok()) {
+    std::cerr << "produce ceiling: " << ceiling.status() << "\n";
+    return 1;
+  }
+  auto one = RunCluster(bootstrap, 1, reports, objects, 0, data_dir);
+  if (!one.ok()) {
+    std::cerr << "1 node: " << one.status() << "\n";
+    return 1;
+  }
+  auto three = RunCluster(bootstrap, 3, reports, objects, one->half_rate, data_dir);
+  if (!three.ok()) {
+    std::cerr << "3 nodes: " << three.status() << "\n";
+    return 1;
+  }
+
+  std::cout << absl::StrFormat(
+      "%s reports over %s objects (5 agents; every report a new or changed vote), %d "
+      "partitions, %d ReportStates streams per router; each tallyd runs the node and the router "
+      "role. Rate: reports / time from the first send to the consumer group's commit of the "
+      "last one (exactly-once on). Records of %zu bytes.\n\n",
+      Thousands(reports), Thousands(objects), kPartitions, kStreamsPerRouter, record_bytes);
+  std::cout << "| figure | reports/s | / ceiling |\n|---|---:|---:|\n";
+  std::cout << absl::StrFormat(
+      "| ceiling: bare librdkafka produce, same record size, router's producer settings | %s | "
+      "1.00 |\n",
+      Thousands(*ceiling));
+  for (const auto& [nodes, f] : {std::pair{1, *one}, std::pair{3, *three}}) {
+    std::cout << absl::StrFormat(
+        "| ingest, %d node%s: ReportStates → applied (tokens back at %s/s) | %s | %.2f |\n", nodes,
+        nodes > 1 ? "s" : "", Thousands(f.acked_per_second), Thousands(f.max_per_second),
+        f.max_per_second / *ceiling);
+  }
+  std::cout << "\n| report-to-visible (ReportState → GetState(min_token) answers) | load "
+               "reports/s | p50 ms | p99 ms | samples |\n|---|---:|---:|---:|---:|\n";
+  for (const auto& [nodes, f] : {std::pair{1, *one}, std::pair{3, *three}}) {
+    std::cout << absl::StrFormat("| %d node%s, at half the 1-node maximum | %s | %.2f | %.2f | %zu |\n",
+                                 nodes, nodes > 1 ? "s" : "", Thousands(f.half_rate), f.p50_ms,
+                                 f.p99_ms, f.samples);
+  }
+  std::cout << absl::StrFormat(
+      "\nTargets: 1 node >= 100,000 reports/s -> %s; >= 40%% of the produce ceiling -> %s; "
+      "p99 report-to-visible <= 20 ms at half load -> %s.\n",
+      one->max_per_second >= 100000 ? "met" : "NOT met",
+      one->max_per_second >= 0.4 * *ceiling ? "met" : "NOT met",
+      one->p99_ms <= 20 ? "met" : "NOT met");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tally::bench
+
+int main(int argc, char** argv) { return tally::bench::Main(argc, argv); }
