@@ -269,12 +269,22 @@ grpc::Status StateService::ListState(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
-    grpc::CallbackServerContext* context, const v1::WatchStateRequest* request) {
-  using WatchReactor = grpc::ServerWriteReactor<v1::WatchStateResponse>;
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StateService::WatchState(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
+  using WatchReactor = grpc::ServerWriteReactor<grpc::ByteBuffer>;
+  v1::WatchStateRequest request;
+  grpc::ByteBuffer bytes(*raw_request);  // a reference: Deserialize consumes its buffer
+  if (bytes.Valid() &&
+      !grpc::SerializationTraits<v1::WatchStateRequest>::Deserialize(&bytes, &request).ok()) {
+    // What ParseErrorInterceptor says for the methods gRPC deserializes.
+    return new Refused<WatchReactor>(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "the request to /tally.v1.StateService/WatchState does not parse: every string field "
+        "must be valid UTF-8, and the message must be the method's request type"));
+  }
   auto principal = auth_.Authorize(context->client_metadata(), auth::kReader, "WatchState");
   if (!principal.ok()) return new Refused<WatchReactor>(ToGrpcStatus(principal.status()));
-  auto partitions = router_.CheckWatch(*request);
+  auto partitions = router_.CheckWatch(request);
   if (!partitions.ok()) return new Refused<WatchReactor>(ToGrpcStatus(partitions.status()));
   std::shared_ptr<void> lease;
   if (absl::Status s = limits_.watches.Acquire(principal->name, &lease); !s.ok()) {
@@ -283,7 +293,7 @@ grpc::ServerWriteReactor<v1::WatchStateResponse>* StateService::WatchState(
   const absl::Duration snapshot_timeout = std::max(default_deadline_, absl::Seconds(60));
   const Router& router = router_;
   return watch::NewWatchStream(
-      context, *request, *partitions, feed_,
+      context, request, *partitions, feed_,
       [&router, snapshot_timeout](
           const internal::v1::ShardSnapshotRequest& snapshot,
           const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) {

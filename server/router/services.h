@@ -25,7 +25,7 @@ struct Limits {
 class StateService final
     : public v1::StateService::WithCallbackMethod_ReportState<
           v1::StateService::WithCallbackMethod_ReportStates<
-              v1::StateService::WithCallbackMethod_WatchState<v1::StateService::Service>>> {
+              v1::StateService::WithRawCallbackMethod_WatchState<v1::StateService::Service>>> {
  public:
   // `router`, `feed` and `auth` must outlive the service.
   StateService(Router& router, watch::ChangeFeed& feed, const auth::Authorizer& auth, Limits limits,
@@ -46,8 +46,10 @@ class StateService final
                         v1::GetStateResponse* response) override;
   grpc::Status ListState(grpc::ServerContext* context, const v1::ListStateRequest* request,
                          v1::ListStateResponse* response) override;
-  grpc::ServerWriteReactor<v1::WatchStateResponse>* WatchState(
-      grpc::CallbackServerContext* context, const v1::WatchStateRequest* request) override;
+  // Raw: the stream writes serialized WatchStateResponse messages, so one event's bytes serve all
+  // its watchers (see watch::NewWatchStream).
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchState(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request) override;
 
  private:
   Router& router_;

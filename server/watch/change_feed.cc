@@ -6,6 +6,7 @@
 #include "server/common/log.h"
 #include "server/config/config.h"
 #include "server/kafka/errors.h"
+#include "server/watch/resume_token.h"
 #include "tally/records/v1/records.pb.h"
 
 namespace tally::watch {
@@ -30,6 +31,17 @@ kafka::Properties ConsumerProperties(const config::v1::Config& config, const std
 bool ToItem(const rd_kafka_message_t& msg, ChangeItem& item) {
   return msg.payload != nullptr &&
          ParseChangeItem(msg.payload, msg.len, msg.partition, msg.offset, item);
+}
+
+// Once per live event, for all its watchers: serializing per watcher was most of the fan-out
+// thread's own work.
+void SetLiveResponse(const std::string& scenario, const std::vector<int64_t>& positions,
+                     ChangeItem& item) {
+  item.positions = positions;
+  v1::WatchStateResponse response;
+  *response.mutable_change() = item.change;
+  response.set_resume_token(EncodeResumeToken(Position{scenario, positions}));
+  item.response = grpc::Slice(response.SerializeAsString());
 }
 
 }  // namespace
@@ -144,6 +156,9 @@ void ChangeFeed::Run() {
           positions[msg->partition] = msg->offset + 1;
         }
         if (parsed) {
+          if (static_cast<size_t>(msg->partition) < positions.size()) {
+            SetLiveResponse(scenario, positions, *item);
+          }
           for (auto& [subscriber, registration] : subscribers_) {
             if (registration.scenario == scenario &&
                 registration.filter.Matches(item->change.object_key())) {

@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/support/slice.h"
 #include "server/kafka/config.h"
 #include "tally/config/v1/config.pb.h"
 #include "tally/v1/state.pb.h"
@@ -43,6 +44,13 @@ struct ChangeItem {
   int32_t partition = 0;
   int64_t offset = 0;
   v1::StateChange change;
+  // Live events only (empty for backlog reads): the feed's position right after the event, and
+  // the WatchStateResponse of the event with that position as its resume token, serialized once
+  // for every watcher it goes to. The position is a valid token for a watcher that has written
+  // every earlier live event it was given: every event before it was dispatched no later than
+  // this one, to this watcher's queue or to none.
+  std::vector<int64_t> positions;
+  grpc::Slice response;
 };
 
 // A change event read from a changes topic (untrusted bytes) as the feed delivers it; false if

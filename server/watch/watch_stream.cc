@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "server/common/log.h"
 #include "server/watch/resume_token.h"
 
@@ -30,7 +31,7 @@ struct SnapshotDoneItem {
 using Item = std::variant<std::shared_ptr<const ChangeItem>, v1::ObjectState, SnapshotDoneItem,
                           ProgressItem, BacklogEnd>;
 
-class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse>,
+class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
                           public Subscriber {
  public:
   WatchStream(grpc::CallbackServerContext* context, const v1::WatchStateRequest& request,
@@ -252,15 +253,25 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
         const ChangeItem& change = **shared_change;
         if (backlog_done_ && change.offset < floor_[change.partition]) continue;
         if (change.offset < delivered_[change.partition]) continue;  // never twice
+        if (!change.positions.empty() && NotAfter(delivered_, change.positions)) {
+          // The common case: the feed's bytes, token included, shared with every watcher.
+          delivered_ = change.positions;
+          grpc::ByteBuffer shared(&change.response, 1);  // a reference, not a copy
+          StartWriteLocked(shared);
+          return;
+        }
+        // A backlog event, or a live one just after a snapshot that ends later than the feed
+        // was on some partition: this watcher's own token.
+        for (size_t p = 0; p < change.positions.size(); ++p) {
+          delivered_[p] = std::max(delivered_[p], change.positions[p]);
+        }
         delivered_[change.partition] = change.offset + 1;
-        // The one copy per watcher, on the writer's thread rather than the feed's.
         *response_.mutable_change() = change.change;
       } else if (auto* state = std::get_if<v1::ObjectState>(&*next)) {
         // Inside the snapshot there is no position to resume from: a client that loses the
         // stream before snapshot_done lists again.
         *response_.mutable_initial() = std::move(*state);
-        writing_ = true;
-        StartWrite(&response_);
+        SerializeAndWriteLocked(response_);
         return;
       } else if (auto* done = std::get_if<SnapshotDoneItem>(&*next)) {
         delivered_ = done->positions;
@@ -277,10 +288,34 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
         continue;
       }
       response_.set_resume_token(EncodeResumeToken(Position{request_.scenario(), delivered_}));
-      writing_ = true;
-      StartWrite(&response_);
+      SerializeAndWriteLocked(response_);
       return;
     }
+  }
+
+  static bool NotAfter(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t p = 0; p < a.size(); ++p) {
+      if (a[p] > b[p]) return false;
+    }
+    return true;
+  }
+
+  // Writes `buffer` (taking its contents).
+  void StartWriteLocked(grpc::ByteBuffer& buffer) {
+    write_buffer_.Swap(&buffer);
+    writing_ = true;
+    StartWrite(&write_buffer_);
+  }
+  void SerializeAndWriteLocked(const v1::WatchStateResponse& response) {
+    bool own_buffer = false;
+    grpc::ByteBuffer buffer;
+    // Serializing a message we built cannot fail.
+    grpc::Status status =
+        grpc::SerializationTraits<v1::WatchStateResponse>::Serialize(response, &buffer, &own_buffer);
+    assert(status.ok());
+    (void)status;
+    StartWriteLocked(buffer);
   }
 
   void FinishNow(grpc::Status status) {
@@ -320,11 +355,12 @@ class WatchStream final : public grpc::ServerWriteReactor<v1::WatchStateResponse
   bool overflowed_ = false;
   absl::Time last_write_ = absl::Now();
   v1::WatchStateResponse response_;
+  grpc::ByteBuffer write_buffer_;  // the message being written
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::WatchStateResponse>* NewWatchStream(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewWatchStream(
     grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
     ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options, std::shared_ptr<void> lease) {
   return new WatchStream(context, request, partitions, feed, std::move(snapshot), options,

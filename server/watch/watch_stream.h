@@ -46,7 +46,11 @@ using SnapshotFn = std::function<absl::StatusOr<int64_t>(
 // per-principal watch count) then. `feed` and `snapshot` must
 // outlive every stream. `partitions` is the scenario's partition count; the request has been
 // checked by the caller except for its resume token.
-grpc::ServerWriteReactor<v1::WatchStateResponse>* NewWatchStream(
+//
+// The stream writes serialized WatchStateResponse messages (the method is registered raw, see
+// StateService): a live event's bytes are serialized once by the feed and shared by all its
+// watchers.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewWatchStream(
     grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
     ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
     std::shared_ptr<void> lease = nullptr);
