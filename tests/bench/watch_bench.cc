@@ -3,20 +3,28 @@
 // delivery latency p50/p99 from the change's time (stamped by the processor in the transaction
 // that commits it) to its receipt by each watcher, next to baselines measured in the same run:
 // an empty gRPC call (Health/Check) and the same delivery with one watcher. Also the router's
-// memory per watcher (RSS growth while the watchers connect, divided by their number).
+// memory per watcher (RSS growth while the watchers connect, divided by their number), and the
+// CPU time the router and this client spent per event while the N watchers received them: the
+// router, the broker and this client share the machine's cores, so a slow figure can be told
+// apart from a busy machine.
 //
 //   watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=100] [PACE_MS=200]
 
 #include <algorithm>
 #include <atomic>
+#include <unistd.h>
+
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -60,6 +68,25 @@ class LatencyWatcher final : public WatchReactor {
   std::vector<int64_t> latencies_us_;  // guarded by mu_
 };
 
+// User plus system CPU time of a process so far.
+absl::Duration CpuTime(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+  if (f.size() < 13) return absl::ZeroDuration();
+  return absl::Seconds(static_cast<double>(std::stoll(f[11]) + std::stoll(f[12])) /
+                       sysconf(_SC_CLK_TCK));
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return absl::StrCat(a, " ", b, " ", c);
+}
+
 int64_t RssKiB(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
@@ -102,6 +129,10 @@ bool Drive(TestCluster& cluster, std::vector<std::unique_ptr<LatencyWatcher>>& w
 }
 
 int Main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex lock (gRPC's included) also
+  // updates a process-wide deadlock graph. This process is only the load: its CPU comes out of
+  // the cores the router runs on, so it spends none on that.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (argc < 2) {
     std::cerr << "usage: watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=200]\n";
     return 2;
@@ -172,10 +203,15 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const int64_t rss_after = RssKiB(pid);
+  const std::string load_before = LoadAverage();
+  const absl::Duration router_cpu_before = CpuTime(pid), client_cpu_before = CpuTime(getpid());
   if (!Drive(cluster, many, events, pace, 1)) {
     std::cerr << "not every watcher got every event\n" << cluster.Logs();
     return 1;
   }
+  const absl::Duration router_cpu = CpuTime(pid) - router_cpu_before;
+  const absl::Duration client_cpu = CpuTime(getpid()) - client_cpu_before;
+  const std::string load_after = LoadAverage();
   std::vector<int64_t> many_us;
   for (auto& w : many) {
     std::vector<int64_t> l = w->latencies();
@@ -202,6 +238,12 @@ int Main(int argc, char** argv) {
       "watcher (RSS %d -> %d KiB).\n",
       many_us.size(), many_p99 <= 50 ? "met" : "NOT met",
       static_cast<double>(rss_after - rss_before) / n, rss_before, rss_after);
+  std::cout << absl::StrFormat(
+      "CPU per event while %d watchers received them: router %.1f ms, this client %.1f ms (%d "
+      "cores shared by router, broker and client; load average %s before, %s after).\n",
+      n, absl::ToDoubleMilliseconds(router_cpu) / events,
+      absl::ToDoubleMilliseconds(client_cpu) / events, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
+      load_before, load_after);
   return 0;
 }
 
