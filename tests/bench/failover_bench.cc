@@ -2,10 +2,11 @@
 // TestCluster configures them) and a router-only process r1; OBJECTS objects. Readers poll one
 // object through r1, owned by n2, without (fresh) and with a staleness bound (max_lag), while n2
 // is SIGKILLed. Prints, as a markdown table, the time from the kill to the first fresh read
-// served again and to the first max_lag read, per run and their median, next to the floor a
-// fresh read cannot beat without standbys: the group's session timeout (the killed member's
-// partitions move only once the broker declares it dead). After each run n2 restarts and the
-// cluster settles before the next.
+// served again and to the first max_lag read, per run and their median, next to what bounds a
+// fresh read without standbys: the group's session timeout (the killed member's partitions move
+// only once the broker declares it dead, a session timeout after its last heartbeat, so up to a
+// heartbeat interval sooner after the kill). After each run n2 restarts and the cluster settles
+// before the next.
 //
 //   failover_bench BOOTSTRAP [RUNS=3] [OBJECTS=100000]
 
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "server/kafka/partitioner.h"
@@ -53,6 +55,8 @@ absl::StatusOr<Run> KillOwner(test::TestCluster& cluster, const std::string& key
   std::atomic<bool> stop{false};
   auto reader = [&](int64_t max_lag, absl::Duration* first_ok, std::string* served_by) {
     while (!stop.load()) {
+      // Only a read sent after the kill counts: one in flight then may still be answered.
+      const int64_t sent_ns = absl::GetCurrentTimeNanos();
       v1::GetStateRequest request;
       request.set_scenario(test::TestCluster::kScenario);
       request.set_object_key(key);
@@ -62,7 +66,7 @@ absl::StatusOr<Run> KillOwner(test::TestCluster& cluster, const std::string& key
       v1::GetStateResponse response;
       grpc::Status status = cluster.state("r1").GetState(&context, request, &response);
       const int64_t killed = kill_ns.load();
-      if (status.ok() && killed != 0) {
+      if (status.ok() && killed != 0 && sent_ns >= killed) {
         *first_ok = absl::Nanoseconds(absl::GetCurrentTimeNanos() - killed);
         if (served_by != nullptr) *served_by = response.served_by();
         return;
@@ -93,6 +97,9 @@ std::string Seconds(absl::Duration d) {
 }
 
 int Main(int argc, char** argv) {
+  // Debian's Abseil keeps debug deadlock detection on (every Mutex lock, gRPC's too, updates a
+  // global graph): the load generator's CPU comes out of the servers' cores, so turn it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (argc < 2) {
     std::cerr << "usage: failover_bench BOOTSTRAP [RUNS=3] [OBJECTS=100000]\n";
     return 2;
@@ -142,7 +149,7 @@ int Main(int argc, char** argv) {
       kPartitions, Thousands(objects), absl::FormatDuration(kSessionTimeout), runs, runs);
   std::cout << "| figure | seconds after SIGKILL | runs | / session timeout |\n"
                "|---|---:|---|---:|\n";
-  std::cout << absl::StrFormat("| floor for a fresh read without standbys: session timeout | %.2f | | 1.00 |\n",
+  std::cout << absl::StrFormat("| reference: the group's session timeout (the broker declares a silent member dead) | %.2f | | 1.00 |\n",
                                absl::ToDoubleSeconds(kSessionTimeout));
   for (const auto& [name, field] :
        std::vector<std::pair<std::string, absl::Duration Run::*>>{
