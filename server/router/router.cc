@@ -91,26 +91,47 @@ void Router::Write(const Scenario& scenario, absl::StatusOr<records::v1::ReportR
 template <typename Response>
 absl::StatusOr<Response> Router::Route(
     const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
-    const std::function<absl::StatusOr<Response>(ShardClient&)>& read) const {
+    const std::function<absl::StatusOr<Response>(ShardClient&, absl::Time)>& read) const {
   absl::Status last = absl::UnavailableError(absl::StrCat(
       "no alive node holds partition ", partition, " of scenario ", scenario, "; retry"));
   std::shared_ptr<const RoutingTable> table = routes_.Current();
+  std::vector<std::shared_ptr<ShardClient>> copies;
   while (true) {
     const PartitionRoute* route = table->Find(scenario, partition);
-    std::shared_ptr<ShardClient> client;
-    if (route != nullptr && route->active.has_value()) {
-      client = route->active->node->client;
-    } else if (route != nullptr && max_lag > 0 && !route->standbys.empty() &&
-               route->standbys.front().lag() <= max_lag) {
-      client = route->standbys.front().node->client;
-    } else if (route != nullptr && !route->restoring.empty()) {
-      last = absl::UnavailableError(
-          absl::StrCat("partition ", partition, " of scenario ", scenario, " is restoring on node ",
-                       route->restoring.front().node->member.node_id(), "; retry"));
+    copies.clear();
+    const absl::Time now = absl::Now();
+    if (route != nullptr) {
+      std::shared_ptr<ShardClient> active =
+          route->active.has_value() ? route->active->node->client : nullptr;
+      const bool active_first = active != nullptr && (max_lag == 0 || !active->Unreachable(now));
+      if (active_first) copies.push_back(active);
+      if (max_lag > 0) {
+        for (const Copy& standby : route->standbys) {  // least lag first
+          if (standby.lag() <= max_lag && standby.node->client != nullptr) {
+            copies.push_back(standby.node->client);
+          }
+        }
+        std::stable_partition(copies.begin() + (active_first ? 1 : 0), copies.end(),
+                              [now](const auto& c) { return !c->Unreachable(now); });
+      }
+      if (active != nullptr && !active_first) copies.push_back(active);
+      if (copies.empty() && !route->restoring.empty()) {
+        last = absl::UnavailableError(absl::StrCat(
+            "partition ", partition, " of scenario ", scenario, " is restoring on node ",
+            route->restoring.front().node->member.node_id(), "; retry"));
+      }
     }
-    if (client != nullptr) {
-      absl::StatusOr<Response> response = read(*client);
-      if (response.ok() || !Retryable(response.status())) return response;
+    for (size_t i = 0; i < copies.size(); ++i) {
+      const bool sliced = i + 1 < copies.size();
+      const absl::Time attempt_deadline =
+          sliced ? std::min(deadline, absl::Now() + kAttemptTimeout) : deadline;
+      absl::StatusOr<Response> response = read(*copies[i], attempt_deadline);
+      const bool slice_ran_out = sliced && absl::IsDeadlineExceeded(response.status()) &&
+                                 attempt_deadline < deadline;
+      if (response.ok() || (!Retryable(response.status()) && !slice_ran_out)) return response;
+      if (slice_ran_out || absl::IsUnavailable(response.status())) {
+        copies[i]->MarkUnreachable(absl::Now() + kUnreachableFor);
+      }
       last = response.status();
     }
     if (absl::Now() >= deadline) {
@@ -152,9 +173,13 @@ absl::StatusOr<v1::GetStateResponse> Router::Get(const v1::GetStateRequest& requ
     }
     shard_request.set_min_offset(token->offset);
   }
+  // A read after a write (min_token) waits on the active copy: standbys do not wait for offsets.
+  const int64_t max_lag = shard_request.min_offset() >= 0 ? 0 : request.max_lag();
   auto shard_response = Route<internal::v1::ShardGetResponse>(
-      request.scenario(), partition, request.max_lag(), deadline,
-      [&](ShardClient& client) { return client.Get(shard_request, deadline); });
+      request.scenario(), partition, max_lag, deadline,
+      [&](ShardClient& client, absl::Time attempt_deadline) {
+        return client.Get(shard_request, attempt_deadline);
+      });
   if (!shard_response.ok()) return shard_response.status();
   if (!shard_response->found()) {
     return absl::NotFoundError(absl::StrCat("object_key: \"", request.object_key().substr(0, 64),
@@ -213,7 +238,9 @@ absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& r
     scan.set_max_lag(request.max_lag());
     auto page = Route<internal::v1::ShardScanResponse>(
         request.scenario(), partition, request.max_lag(), deadline,
-        [&](ShardClient& client) { return client.Scan(scan, deadline); });
+        [&](ShardClient& client, absl::Time attempt_deadline) {
+          return client.Scan(scan, attempt_deadline);
+        });
     if (!page.ok()) return page.status();
     if (page->more() && (!bound.has_value() || page->last_key() < *bound)) {
       bound = page->last_key();
@@ -284,6 +311,18 @@ v1::DescribeClusterResponse Router::Describe() const {
       for (const Copy& standby : route->standbys) {
         info->add_standbys(standby.node->member.node_id());
       }
+      auto add_copy = [info](const Copy& copy, v1::PartitionStatus status) {
+        v1::CopyInfo* out = info->add_copies();
+        out->set_node(copy.node->member.node_id());
+        out->set_status(status);
+        out->set_applied_offset(copy.state.applied_offset());
+        out->set_end_offset(copy.state.end_offset());
+        out->set_lag(copy.lag());
+        *out->mutable_since() = TimeUtil::MillisecondsToTimestamp(copy.state.since_ms());
+      };
+      if (route->active.has_value()) add_copy(*route->active, v1::ACTIVE);
+      for (const Copy& copy : route->standbys) add_copy(copy, v1::STANDBY);
+      for (const Copy& copy : route->restoring) add_copy(copy, v1::RESTORING);
       if (main != nullptr) {
         info->set_applied_offset(main->state.applied_offset());
         info->set_end_offset(main->state.end_offset());
@@ -324,7 +363,7 @@ absl::StatusOr<int64_t> Router::Snapshot(
   int64_t changes_offset = -1;
   auto status =
       Route<bool>(request.scenario(), request.partition(), /*max_lag=*/0, deadline,
-                  [&](ShardClient& client) -> absl::StatusOr<bool> {
+                  [&](ShardClient& client, absl::Time) -> absl::StatusOr<bool> {
                     absl::Status s = client.Snapshot(
                         request, deadline, [&](const internal::v1::ShardSnapshotResponse& chunk) {
                           emitted = true;

@@ -7,7 +7,15 @@
 //
 // Reads retry on a fresh routing table while the deadline allows: when a node answers that it no
 // longer holds the partition (ABORTED), when it is restoring or unreachable (UNAVAILABLE), or
-// when no alive node holds the partition. Errors, by what the caller should do:
+// when no alive node holds the partition.
+//
+// Lag-bounded reads (max_lag > 0) also go to standbys whose lag is within the bound, so that
+// they keep being answered while the active copy is down, hung or restoring: the active is tried
+// first unless it failed recently, with a slice of the deadline (kAttemptTimeout) when a standby
+// could answer instead, then the standbys, least lag first. A copy that failed as unreachable
+// (UNAVAILABLE, or its slice ran out) is tried last for kUnreachableFor.
+//
+// Errors, by what the caller should do:
 //   INVALID_ARGUMENT   bad request; the message names the field;
 //   NOT_FOUND          unknown scenario, or an object with no state;
 //   UNAVAILABLE        no owner reachable before the deadline, or Kafka did not confirm a write:
@@ -69,12 +77,12 @@ class Router {
   absl::StatusOr<const Scenario*> FindScenario(const std::string& name) const;
   void Write(const Scenario& scenario, absl::StatusOr<records::v1::ReportRecord> record,
              WriteDone done);
-  // Calls `read` on the copy of (scenario, partition) that may answer with `max_lag`, retrying
-  // on a fresh table as the class comment says.
+  // Calls `read` (with the deadline of the attempt) on the copies of (scenario, partition) that
+  // may answer with `max_lag`, in the order and with the retries the class comment says.
   template <typename Response>
   absl::StatusOr<Response> Route(
       const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
-      const std::function<absl::StatusOr<Response>(ShardClient&)>& read) const;
+      const std::function<absl::StatusOr<Response>(ShardClient&, absl::Time)>& read) const;
 
   // Constant after construction.
   const config::v1::Config& config_;
@@ -83,6 +91,11 @@ class Router {
   absl::flat_hash_map<std::string, Scenario> scenarios_;
   std::string scenario_names_;  // for NOT_FOUND messages
 };
+
+// How long a lag-bounded read waits for one copy when another could answer instead.
+inline constexpr absl::Duration kAttemptTimeout = absl::Milliseconds(500);
+// How long a copy that failed as unreachable is tried last by lag-bounded reads.
+inline constexpr absl::Duration kUnreachableFor = absl::Seconds(2);
 
 // ListState's page size when the request gives none, and the largest it accepts.
 inline constexpr int32_t kDefaultPageSize = 100;

@@ -5,6 +5,7 @@
 // directly through ShardQueries when the node runs in the router's own process. Errors keep the
 // node's codes (ABORTED: not the owner; UNAVAILABLE: restoring or unreachable). Thread-safe.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +29,17 @@ class ShardClient {
   using SnapshotEmit = std::function<bool(const internal::v1::ShardSnapshotResponse&)>;
   virtual absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request,
                                 absl::Time deadline, const SnapshotEmit& emit) = 0;
+
+  // Routers mark a node whose call failed as unreachable, to try other copies first until then.
+  void MarkUnreachable(absl::Time until) {
+    unreachable_until_ns_.store(absl::ToUnixNanos(until), std::memory_order_relaxed);
+  }
+  bool Unreachable(absl::Time now) const {
+    return absl::ToUnixNanos(now) < unreachable_until_ns_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int64_t> unreachable_until_ns_{0};
 };
 
 // Over a gRPC channel to `endpoint` with `credentials` (one channel per node, reused by every
