@@ -171,7 +171,8 @@ ChangelogRestorer::ChangelogRestorer(kafka::Properties properties)
 
 absl::StatusOr<RestoreStats> ChangelogRestorer::Restore(storage::Shard& shard,
                                                         const std::string& topic, int32_t partition,
-                                                        absl::Duration stall_timeout) {
+                                                        absl::Duration stall_timeout,
+                                                        const std::function<void(int64_t)>& progress) {
   const absl::Time start_time = absl::Now();
   const std::string where = absl::StrCat("restore ", topic, "/", partition);
   auto reader = shard.NewReader();
@@ -259,6 +260,7 @@ absl::StatusOr<RestoreStats> ChangelogRestorer::Restore(storage::Shard& shard,
       if (status = (*batch)->Commit(); !status.ok()) break;
       stats.records += records;
       stats.end_offset = chunk.next_offset;
+      if (progress) progress(next_meta.source_offset());
     }
     if (!chunk.error.ok()) {
       status = absl::Status(chunk.error.code(),

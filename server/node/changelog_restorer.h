@@ -17,6 +17,7 @@
 // Thread-compatible: one Restore() at a time per restorer.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -44,9 +45,12 @@ class ChangelogRestorer {
   // DATA_LOSS if a record is not an ObjectRecord (the topic is not a Tally changelog of this
   // version); the shard then keeps the records before it. The shard is synced to disk before
   // this returns, whether it succeeds or not.
+  // `progress`, if set, is called after every transaction with the shard's source offset then
+  // (ShardMeta.source_offset: the reports offset the restored records reach).
   absl::StatusOr<RestoreStats> Restore(storage::Shard& shard, const std::string& topic,
                                        int32_t partition,
-                                       absl::Duration stall_timeout = absl::Seconds(60));
+                                       absl::Duration stall_timeout = absl::Seconds(60),
+                                       const std::function<void(int64_t)>& progress = nullptr);
 
   // Records applied per LMDB transaction.
   static constexpr int64_t kRecordsPerTxn = 50000;

@@ -6,13 +6,16 @@ namespace tally::node {
 
 Node::Node(const config::v1::Config& config)
     : config_(config),
+      files_(config),
       queries_(registry_, config.node().node_id()),
-      processor_(config, registry_) {}
+      standbys_(config, registry_, files_),
+      processor_(config, registry_, files_, standbys_) {}
 
 Node::~Node() { Stop(); }
 
-absl::Status Node::Start(const std::string& endpoint) {
+absl::Status Node::Start(const std::string& endpoint, const MembershipSource* membership) {
   if (absl::Status s = processor_.EnsureTopics(); !s.ok()) return s;
+  if (absl::Status s = standbys_.Start(membership); !s.ok()) return s;
   membership_ = std::make_unique<MembershipPublisher>(config_, registry_, endpoint);
   if (absl::Status s = membership_->Start(); !s.ok()) {
     membership_.reset();
@@ -23,11 +26,15 @@ absl::Status Node::Start(const std::string& endpoint) {
 }
 
 void Node::Stop() {
-  if (!thread_.joinable()) return;
+  if (!thread_.joinable()) {
+    standbys_.Stop();  // Start() may have failed after starting it
+    return;
+  }
   // Routers learn first that this node is going, then the partitions close.
   membership_->Stop();
   processor_.Stop();
   thread_.join();
+  standbys_.Stop();
   log::Info("node stopped");
 }
 

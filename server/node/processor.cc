@@ -2,14 +2,12 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <filesystem>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/log.h"
@@ -44,7 +42,8 @@ constexpr size_t kMaxExpiredPerPass = 10000;
 // partitions assigned to it. Any error ends the session; Processor::Run starts a new one.
 class Processor::Session {
  public:
-  Session(const config::v1::Config& config, ShardRegistry& registry, const std::atomic<bool>& stop);
+  Session(const config::v1::Config& config, ShardRegistry& registry, ShardFiles& files,
+          StandbyReplicator& standbys, const std::atomic<bool>& stop);
   ~Session();
 
   // Processes until stop or an error (returned).
@@ -107,6 +106,8 @@ class Processor::Session {
   // Constant after construction.
   const config::v1::Config& config_;
   ShardRegistry& registry_;
+  ShardFiles& files_;
+  StandbyReplicator& standbys_;
   const std::atomic<bool>& stop_;
   const kafka::Properties properties_;
 
@@ -121,8 +122,14 @@ class Processor::Session {
 };
 
 Processor::Session::Session(const config::v1::Config& config, ShardRegistry& registry,
+                            ShardFiles& files, StandbyReplicator& standbys,
                             const std::atomic<bool>& stop)
-    : config_(config), registry_(registry), stop_(stop), properties_(BaseProperties(config)) {}
+    : config_(config),
+      registry_(registry),
+      files_(files),
+      standbys_(standbys),
+      stop_(stop),
+      properties_(BaseProperties(config)) {}
 
 Processor::Session::~Session() {
   if (consumer_ != nullptr) {
@@ -130,8 +137,13 @@ Processor::Session::~Session() {
     // timeout gets the same partitions back without a rebalance.
     rd_kafka_consumer_close(consumer_.get());
   }
-  for (auto& [key, task] : tasks_) registry_.Remove(task.scenario->config->name(), task.partition);
-  tasks_.clear();
+  std::vector<std::pair<std::string, int32_t>> released;
+  for (auto& [key, task] : tasks_) {
+    registry_.Remove(task.scenario->config->name(), task.partition);
+    released.emplace_back(task.scenario->config->name(), task.partition);
+  }
+  tasks_.clear();  // closes the shards (once their readers let go)
+  for (const auto& [name, partition] : released) standbys_.Release(name, partition);
   for (auto& [topic, scenario] : scenarios_) {
     scenario.changelog.reset();
     scenario.changes.reset();
@@ -553,41 +565,33 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   }
   Scenario& scenario = scenario_it->second;
   const std::string& name = scenario.config->name();
-  std::string dir = absl::StrCat(config_.node().data_dir(), "/", name, "/", partition);
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot create shard dir ", dir, ": ", ec.message()));
+  // A standby copy of the partition on this node stops here and becomes the active one: the
+  // restore below then replays only what the standby had not applied.
+  standbys_.Claim(name, partition);
+  auto shard = files_.Open(name, partition);
+  if (!shard.ok()) {
+    standbys_.Release(name, partition);
+    return shard.status();
   }
-  storage::ShardOptions options;
-  options.initial_map_size = static_cast<uint64_t>(config_.node().shard_map_size_mib()) << 20;
-  auto shard = storage::Shard::Open(dir, options);
-  if (!shard.ok() && shard.status().code() == absl::StatusCode::kFailedPrecondition &&
-      absl::StrContains(shard.status().message(), "schema version")) {
-    // A shard written by another release: the changelog holds everything it held, so set it
-    // aside (not deleted: an operator may want it back) and restore a fresh one.
-    std::string aside = absl::StrCat(dir, ".schema-mismatch-", NowMs());
-    log::Warn("shard of another schema version set aside; restoring from the changelog",
-              {{"dir", dir}, {"moved_to", aside}, {"error", shard.status().ToString()}});
-    std::filesystem::rename(dir, aside, ec);
-    if (ec) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot move ", dir, " aside: ", ec.message(), " (", shard.status().message(), ")"));
-    }
-    std::filesystem::create_directories(dir, ec);
-    shard = storage::Shard::Open(dir, options);
-  }
-  if (!shard.ok()) return shard.status();
-  std::shared_ptr<storage::Shard> shared(std::move(*shard));
+  std::shared_ptr<storage::Shard> shared = std::move(*shard);
   registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});
   auto fail = [&](absl::Status status) {
     registry_.Remove(name, partition);  // closes the shard, so the next session can open it
+    standbys_.Release(name, partition);
     return status;
   };
 
+  // Restore progress for DescribeCluster: the reports offset the restored records reach, against
+  // the reports partition's end.
+  int64_t low = 0, end = -1;
+  if (rd_kafka_query_watermark_offsets(consumer_.get(), topic.c_str(), partition, &low, &end,
+                                       5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    end = -1;
+  }
   ChangelogRestorer restorer(properties_);
-  auto stats = restorer.Restore(*shared, config::ChangelogTopic(config_, name), partition);
+  auto stats = restorer.Restore(
+      *shared, config::ChangelogTopic(config_, name), partition, absl::Seconds(60),
+      [&](int64_t source_offset) { registry_.SetProgress(name, partition, source_offset, end); });
   if (!stats.ok()) return fail(stats.status());
   auto reader = shared->NewReader();
   if (!reader.ok()) return fail(reader.status());
@@ -613,14 +617,16 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
 void Processor::Session::Revoke(const std::string& topic, int32_t partition) {
   auto it = tasks_.find(TaskKey(topic, partition));
   if (it == tasks_.end()) return;
-  registry_.Remove(it->second.scenario->config->name(), partition);
-  log::Info("partition revoked",
-            {{"scenario", it->second.scenario->config->name()}, {"partition", partition}});
+  const std::string name = it->second.scenario->config->name();
+  registry_.Remove(name, partition);
+  log::Info("partition revoked", {{"scenario", name}, {"partition", partition}});
   tasks_.erase(it);  // the shard closes when its last reader lets go
+  standbys_.Release(name, partition);  // a standby again if this node is one of its standbys
 }
 
-Processor::Processor(const config::v1::Config& config, ShardRegistry& registry)
-    : config_(config), registry_(registry) {}
+Processor::Processor(const config::v1::Config& config, ShardRegistry& registry,
+                     ShardFiles& files, StandbyReplicator& standbys)
+    : config_(config), registry_(registry), files_(files), standbys_(standbys) {}
 
 Processor::~Processor() = default;
 
@@ -651,7 +657,7 @@ void Processor::Run() {
     absl::Status status;
     const absl::Time started = absl::Now();
     {
-      Session session(config_, registry_, stop_);
+      Session session(config_, registry_, files_, standbys_, stop_);
       status = session.Run();
     }
     if (stop_.load()) break;

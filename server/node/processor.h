@@ -29,7 +29,9 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "server/node/shard_files.h"
 #include "server/node/shard_registry.h"
+#include "server/node/standby.h"
 #include "tally/config/v1/config.pb.h"
 
 namespace tally::node {
@@ -41,7 +43,9 @@ absl::Status EnsureTopics(const config::v1::Config& config);
 
 class Processor {
  public:
-  Processor(const config::v1::Config& config, ShardRegistry& registry);
+  // All must outlive the processor. `standbys` learns which partitions it takes and lets go.
+  Processor(const config::v1::Config& config, ShardRegistry& registry, ShardFiles& files,
+            StandbyReplicator& standbys);
   ~Processor();
 
   // EnsureTopics(config) for this processor's config.
@@ -56,6 +60,8 @@ class Processor {
 
   const config::v1::Config& config_;
   ShardRegistry& registry_;
+  ShardFiles& files_;
+  StandbyReplicator& standbys_;
   std::atomic<bool> stop_{false};
 };
 

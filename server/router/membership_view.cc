@@ -123,4 +123,22 @@ std::shared_ptr<const RoutingTable> MembershipView::WaitNewer(uint64_t version,
   return table_.load();
 }
 
+node::ClusterMembership NodeMembership::Current() const {
+  std::shared_ptr<const RoutingTable> table = routes_.Current();
+  node::ClusterMembership membership;
+  for (const auto& node : table->nodes()) {
+    if (node->alive) membership.alive.push_back(node->member.node_id());
+  }
+  for (const config::v1::Scenario& scenario : config_.scenarios()) {
+    for (int32_t p = 0; p < scenario.partitions(); ++p) {
+      const PartitionRoute* route = table->Find(scenario.name(), p);
+      if (route != nullptr && route->active.has_value()) {
+        membership.active[node::PartitionKey(scenario.name(), p)] =
+            route->active->node->member.node_id();
+      }
+    }
+  }
+  return membership;
+}
+
 }  // namespace tally::router

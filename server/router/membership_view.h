@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/kafka/config.h"
+#include "server/node/standby.h"
 #include "server/router/routing_table.h"
 #include "tally/config/v1/config.pb.h"
 
@@ -69,6 +70,20 @@ class MembershipView final : public RoutingSource {
   // Guarded by mu_.
   absl::flat_hash_map<std::string, internal::v1::MemberRecord> members_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The membership a node places its standby replicas by, read from a router's routing tables.
+class NodeMembership final : public node::MembershipSource {
+ public:
+  // Both must outlive this.
+  NodeMembership(const config::v1::Config& config, const RoutingSource& routes)
+      : config_(config), routes_(routes) {}
+  uint64_t version() const override { return routes_.Current()->version(); }
+  node::ClusterMembership Current() const override;
+
+ private:
+  const config::v1::Config& config_;
+  const RoutingSource& routes_;
 };
 
 }  // namespace tally::router

@@ -60,6 +60,14 @@ absl::Status Server::Start() {
     shard_service_ = std::make_unique<node::ShardService>(node_->queries(), default_deadline);
     builder.RegisterService(shard_service_.get());
   }
+  bool standbys = false;
+  for (const config::v1::Scenario& s : config_.scenarios()) standbys |= s.standby_replicas() > 0;
+  if (config_.node().enabled() && !config_.router().enabled() && standbys) {
+    // A node-only process places its standbys by the membership too; it reads no shard of
+    // another node, so it makes no clients.
+    view_ = std::make_unique<router::MembershipView>(
+        config_, [](const std::string&, const std::string&) { return nullptr; });
+  }
   if (config_.router().enabled()) {
     std::unique_ptr<auth::TokenStore> tokens;
     if (!config_.auth().token_file().empty()) {
@@ -146,7 +154,10 @@ absl::Status Server::Start() {
   advertise_address_ = AdvertiseAddress(config_, address_);
 
   if (node_ != nullptr) {
-    if (absl::Status s = node_->Start(advertise_address_); !s.ok()) {
+    if (view_ != nullptr) {
+      node_membership_ = std::make_unique<router::NodeMembership>(config_, *view_);
+    }
+    if (absl::Status s = node_->Start(advertise_address_, node_membership_.get()); !s.ok()) {
       Stop();
       return s;
     }
@@ -156,6 +167,8 @@ absl::Status Server::Start() {
       Stop();
       return s;
     }
+  }
+  if (feed_ != nullptr) {
     if (absl::Status s = feed_->Start(absl::Now() + kRouterReadyTimeout); !s.ok()) {
       Stop();
       return s;
@@ -187,9 +200,10 @@ void Server::Stop() {
   state_service_.reset();
   router_.reset();
   feed_.reset();
-  view_.reset();
   sink_.reset();  // flushes pending writes
   node_.reset();  // announces the departure, stops the processor and closes the shards
+  node_membership_.reset();
+  view_.reset();  // after the node: its standby replicator reads the view until it stops
   shard_service_.reset();
 }
 

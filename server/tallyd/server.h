@@ -57,6 +57,7 @@ class Server {
   std::unique_ptr<auth::WatchLimiter> watch_limit_;
   std::unique_ptr<router::KafkaReportSink> sink_;
   std::unique_ptr<router::MembershipView> view_;
+  std::unique_ptr<router::NodeMembership> node_membership_;  // the node's view of the membership
   std::unique_ptr<watch::ChangeFeed> feed_;
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<router::StateService> state_service_;
