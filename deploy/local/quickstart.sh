@@ -118,8 +118,8 @@ scenarios {
   # stays what it was).
   reducer { majority { min_votes: 3 } }
   default_ttl { seconds: 60 }
-  # Accepted by config validation; the nodes do not keep standby shards yet (describe lists
-  # none), so this only takes effect once they do.
+  # Every partition keeps a warm copy on one other node: reads with --max-lag are answered
+  # from it while the owner is down, and it takes over replaying only its lag.
   standby_replicas: 1
 }
 node { enabled: true }
