@@ -73,17 +73,17 @@ class ReportStream final
     auto done = [state, index](absl::StatusOr<std::string> token) {
       std::unique_lock lock(state->mu);
       --state->in_flight;
-      for (Slot& slot : state->pending) {
-        if (slot.index != index) continue;
-        slot.done = true;
-        if (token.ok()) {
-          slot.response.set_token(std::move(*token));
-        } else {
-          slot.error =
-              grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
-                           absl::StrCat("request ", index, ": ", token.status().message()));
-        }
-        break;
+      // Slots hold consecutive indices and leave from the front only once answered, so this
+      // one is still there, at its distance from the front (a scan was the stream's largest
+      // cost with a thousand reports in flight).
+      Slot& slot = state->pending[index - state->pending.front().index];
+      slot.done = true;
+      if (token.ok()) {
+        slot.response.set_token(std::move(*token));
+      } else {
+        slot.error =
+            grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
+                         absl::StrCat("request ", index, ": ", token.status().message()));
       }
       if (state->stream != nullptr) state->stream->MaybeAdvance(lock);
     };
@@ -160,7 +160,11 @@ class ReportStream final
         return;
       }
       s.writing = true;
-      StartWrite(&front.response);
+      // When the next answer is ready too, it follows at once: let gRPC put both in one send
+      // instead of a sendmsg per answer. The last ready answer goes out unbuffered.
+      const bool more = s.pending.size() > 1 && s.pending[1].done && s.pending[1].error.ok();
+      StartWrite(&front.response,
+                 more ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
       return;
     }
     if (s.read_paused && s.in_flight < kMaxInFlightPerStream) {
