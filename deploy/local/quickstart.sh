@@ -118,7 +118,7 @@ scenarios {
   # stays what it was).
   reducer { majority { min_votes: 3 } }
   default_ttl { seconds: 60 }
-  # Every partition keeps a warm copy on one other node: reads with --max-lag are answered
+  # Every partition keeps a warm copy on one other node: reads with max_lag are answered
   # from it while the owner is down, and it takes over replaying only its lag.
   standby_replicas: 1
 }
