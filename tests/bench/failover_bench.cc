@@ -1,5 +1,6 @@
 // Fail-over benchmark: three tallyd processes (node and router each, session timeout 6 s, as
-// TestCluster configures them) and a router-only process r1; OBJECTS objects. Readers poll one
+// TestCluster configures them, standby_replicas: 1) and a router-only process r1; OBJECTS
+// objects; each run starts once every partition has a caught-up standby. Readers poll one
 // object through r1, owned by n2, without (fresh) and with a staleness bound (max_lag), while n2
 // is SIGKILLed. Prints, as a markdown table, the time from the kill to the first fresh read
 // served again and to the first max_lag read, per run and their median, next to what bounds a
@@ -23,12 +24,28 @@
 #include "absl/time/clock.h"
 #include "server/kafka/partitioner.h"
 #include "tests/bench/bench_util.h"
+#include "tests/testing/wait.h"
 
 namespace tally::bench {
 namespace {
 
 constexpr int kPartitions = 6;
-constexpr absl::Duration kSessionTimeout = absl::Seconds(6);  // TestCluster's node config
+constexpr absl::Duration kSessionTimeout = test::TestCluster::kSessionTimeout;
+
+// True once every partition is active with lag 0 and has a caught-up standby on another node.
+bool StandbysCaughtUp(test::TestCluster& cluster, const std::string& via) {
+  auto described = cluster.Describe(via);
+  if (!described.ok()) return false;
+  for (const v1::PartitionInfo& p : described->partitions()) {
+    if (p.status() != v1::ACTIVE || p.lag() != 0) return false;
+    bool standby = false;
+    for (const v1::CopyInfo& copy : p.copies()) {
+      standby |= copy.status() == v1::STANDBY && copy.node() != p.active_node() && copy.lag() == 0;
+    }
+    if (!standby) return false;
+  }
+  return true;
+}
 
 struct Run {
   absl::Duration fresh = absl::InfiniteDuration(), bounded = absl::InfiniteDuration();
@@ -108,7 +125,7 @@ int Main(int argc, char** argv) {
   const int runs = argc > 2 ? std::stoi(argv[2]) : 3;
   const int64_t objects = argc > 3 ? std::stoll(argv[3]) : 100'000;
 
-  test::TestCluster cluster(bootstrap, kPartitions);
+  test::TestCluster cluster(bootstrap, kPartitions, "", "", "", "standby_replicas: 1");
   for (const char* id : {"n1", "n2", "n3"}) {
     if (absl::Status s = cluster.StartNode(id); !s.ok()) return std::cerr << s << "\n", 1;
   }
@@ -123,6 +140,10 @@ int Main(int argc, char** argv) {
   }
   std::vector<Run> results;
   for (int r = 0; r < runs; ++r) {
+    if (!test::WaitFor([&] { return StandbysCaughtUp(cluster, "r1"); }, absl::Seconds(180))) {
+      std::cerr << "standbys did not catch up\n" << cluster.Logs();
+      return 1;
+    }
     auto key = KeyOwnedBy(cluster, "r1", "n2", objects);
     if (!key.ok()) return std::cerr << key.status() << "\n", 1;
     auto run = KillOwner(cluster, *key);
@@ -143,7 +164,8 @@ int Main(int argc, char** argv) {
     return values[values.size() / 2];
   };
   std::cout << absl::StrFormat(
-      "3 nodes (node and router each), %d partitions, %s objects, node session timeout %s; the "
+      "3 nodes (node and router each), %d partitions, standby_replicas 1, %s objects, node "
+      "session timeout %s; the "
       "owner of the read object's partition is SIGKILLed; reads through a router-only process "
       "every ~1 ms while they fail (250 ms deadline). Median of %d runs.\n\n",
       kPartitions, Thousands(objects), absl::FormatDuration(kSessionTimeout), runs, runs);

@@ -12,6 +12,8 @@
 //   read_bench BOOTSTRAP DATA_DIR [GHZ] [OBJECTS=100000] [RATE=20000] [SECONDS=8]
 // GHZ: path of the ghz binary, "" to skip; run from the repository root (it reads proto/).
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -38,7 +40,8 @@ constexpr int kConnections = 4;
 struct Row {
   std::string name;
   double max_per_second = 0;
-  double p50_us = 0, p99_us = 0;  // at the fixed rate
+  double rate = 0;                // of the latency run
+  double p50_us = 0, p99_us = 0;  // at `rate`
   int64_t errors = 0;
 };
 
@@ -47,16 +50,30 @@ struct Target {
   StartCall call;
 };
 
-Row Measure(const Target& target, double rate, absl::Duration duration) {
-  Row row{target.name};
-  LoadClosed(target.call, kConcurrency, absl::Seconds(1));  // warm-up: connections, caches
-  LoadResult max = LoadClosed(target.call, kConcurrency, duration);
-  row.max_per_second = max.per_second;
-  LoadResult fixed = LoadOpen(target.call, rate, duration);
-  row.p50_us = Percentile(fixed.latency_ns, 0.5, 1e3);
-  row.p99_us = Percentile(fixed.latency_ns, 0.99, 1e3);
-  row.errors = max.errors + fixed.errors;
-  return row;
+// The maximum rate of each target (closed loop), then each one's latency at `rate`, or at half
+// the lowest maximum when that is lower, the same rate for all so that they compare: an open
+// loop above what a server sustains only measures its queue (and, on a synchronous gRPC server,
+// piles up a thread per waiting call that slows every later row).
+std::vector<Row> Measure(const std::vector<Target>& targets, double rate,
+                         absl::Duration duration) {
+  std::vector<Row> rows;
+  double lowest = rate * 2;
+  for (const Target& target : targets) {
+    LoadClosed(target.call, kConcurrency, absl::Seconds(1));  // warm-up: connections, caches
+    LoadResult max = LoadClosed(target.call, kConcurrency, duration);
+    rows.push_back(Row{target.name, max.per_second});
+    rows.back().errors = max.errors;
+    lowest = std::min(lowest, max.per_second);
+    std::cerr << target.name << ": " << max.per_second << "/s\n";
+  }
+  for (size_t i = 0; i < targets.size(); ++i) {
+    rows[i].rate = std::floor(std::min(rate, lowest / 2));
+    LoadResult fixed = LoadOpen(targets[i].call, rows[i].rate, duration);
+    rows[i].p50_us = Percentile(fixed.latency_ns, 0.5, 1e3);
+    rows[i].p99_us = Percentile(fixed.latency_ns, 0.99, 1e3);
+    rows[i].errors += fixed.errors;
+  }
+  return rows;
 }
 
 // Runs ghz; the "Requests/sec" and the 50 % and 99 % latencies of its summary.
@@ -201,15 +218,12 @@ int Main(int argc, char** argv) {
         [](int64_t) { return grpc::health::v1::HealthCheckRequest(); });
   };
 
-  std::vector<Row> rows;
-  for (const Target& target : std::vector<Target>{
-           {"ceiling: empty unary call (Health/Check) at the router", health(router)},
-           {"GetState through the router (r1 → n1's ShardService)", get_state(router)},
-           {"ShardService.Get directly at the owner", shard_get(owner)},
-           {"GetState at the owner's own router (in-process)", get_state(owner)}}) {
-    rows.push_back(Measure(target, rate, duration));
-    std::cerr << rows.back().name << ": " << rows.back().max_per_second << "/s\n";
-  }
+  std::vector<Row> rows = Measure(
+      {{"ceiling: empty unary call (Health/Check) at the router", health(router)},
+       {"GetState through the router (r1 → n1's ShardService)", get_state(router)},
+       {"ShardService.Get directly at the owner", shard_get(owner)},
+       {"GetState at the owner's own router (in-process)", get_state(owner)}},
+      rate, duration);
   std::vector<Row> ghz_rows;
   if (!ghz.empty()) {
     const std::string secs = absl::StrCat(absl::ToInt64Seconds(duration), "s");
@@ -232,8 +246,10 @@ int Main(int argc, char** argv) {
              {"ghz: GetState through the router", get, router},
              {"ghz: ShardService.Get directly at the owner", direct, owner}}) {
       auto max = Ghz(ghz, name, absl::StrCat(call, " ", load), address);
-      auto fixed = Ghz(ghz, name, absl::StrCat(call, " ", load, " --rps=", rate), address);
-      if (!max || !fixed) continue;
+      if (!max) continue;
+      max->rate = std::min(rate, std::floor(max->max_per_second / 2));
+      auto fixed = Ghz(ghz, name, absl::StrCat(call, " ", load, " --rps=", max->rate), address);
+      if (!fixed) continue;
       max->p50_us = fixed->p50_us;
       max->p99_us = fixed->p99_us;
       max->errors += fixed->errors;
@@ -246,35 +262,38 @@ int Main(int argc, char** argv) {
   std::cout << absl::StrFormat(
       "%s objects in one partition; node n1 (node and router) and router r1 (router only) are "
       "separate tallyd processes. Max: closed loop, %d calls outstanding over %d connections, "
-      "%s. Latency: open loop at %s calls/s. Clients, servers and the broker share the 2 "
-      "cores.\n\n",
+      "%s. Latency: open loop at %s calls/s, or at half the lowest maximum when that is lower "
+      "(column \"at\"; ghz: half its own row's). Clients, servers and the broker share the 2 cores. ghz counts the calls "
+      "its -z deadline cancels as errors.\n\n",
       Thousands(objects), kConcurrency, kConnections, absl::FormatDuration(duration),
       Thousands(rate));
-  std::cout << "| figure | max calls/s | / empty call | p50 µs | p99 µs | errors |\n"
-               "|---|---:|---:|---:|---:|---:|\n";
+  std::cout << "| figure | max calls/s | / empty call | at calls/s | p50 µs | p99 µs | errors |\n"
+               "|---|---:|---:|---:|---:|---:|---:|\n";
   auto print = [](const std::vector<Row>& table) {
     for (const Row& row : table) {
-      std::cout << absl::StrFormat("| %s | %s | %.2f | %.0f | %.0f | %d |\n", row.name,
+      std::cout << absl::StrFormat("| %s | %s | %.2f | %s | %.0f | %.0f | %d |\n", row.name,
                                    Thousands(row.max_per_second),
-                                   row.max_per_second / table[0].max_per_second, row.p50_us,
-                                   row.p99_us, row.errors);
+                                   row.max_per_second / table[0].max_per_second,
+                                   Thousands(row.rate), row.p50_us, row.p99_us, row.errors);
     }
   };
   print(rows);
   if (!ghz_rows.empty()) print(ghz_rows);
   std::cout << absl::StrFormat(
       "| ceiling: raw LMDB point reads (a read txn a read), 1 thread / 2 threads | %s / %s | | "
-      "| | |\n",
+      "| | | |\n",
       Thousands(lmdb->first), Thousands(lmdb->second));
   const Row& via_router = rows[1];
   const Row& direct = rows[2];
   std::cout << absl::StrFormat(
-      "\nRouter hop at p50 (through the router − directly at the owner, at %s/s): %.0f µs. "
-      "Targets: through the router >= 50,000/s -> %s; p99 <= 2 ms at %s/s -> %s; router adds "
-      "<= 100 µs at p50 -> %s.\n",
-      Thousands(rate), via_router.p50_us - direct.p50_us,
-      via_router.max_per_second >= 50000 ? "met" : "NOT met", Thousands(rate),
-      via_router.p99_us <= 2000 ? "met" : "NOT met",
+      "\nRouter hop at p50 (through the router − directly at the owner): %.0f µs. Targets: "
+      "through the router >= 50,000/s -> %s; p99 <= 2 ms at %s/s -> %s; router adds <= 100 µs "
+      "at p50 -> %s.\n",
+      via_router.p50_us - direct.p50_us, via_router.max_per_second >= 50000 ? "met" : "NOT met",
+      Thousands(rate),
+      via_router.rate >= rate && via_router.p99_us <= 2000
+          ? "met"
+          : absl::StrCat("NOT met (measured at ", Thousands(via_router.rate), "/s)"),
       via_router.p50_us - direct.p50_us <= 100 ? "met" : "NOT met");
   std::FILE* dat = std::fopen((data_dir + "/read_rates.dat").c_str(), "w");
   if (dat != nullptr) {
