@@ -82,7 +82,10 @@ class Processor::Session {
                                 const std::string& reason);
   absl::Status Produce(rd_kafka_topic_t* topic, int32_t partition, const std::string& key,
                        const std::string* value, void* opaque);
+  // Aborts the open transaction after `status` (returned), and sets batch_aborted_.
   absl::Status EndTransaction(absl::Status status);
+  // Moves the consumer back to the offsets the shards hold (after an aborted batch).
+  absl::Status Rewind();
   // The reports partition's end offset as the consumer last saw it; -1 if unknown.
   int64_t EndOffset(const Task& task) const;
   // Next changes-topic offset of the task's partition after what was delivered so far.
@@ -118,6 +121,7 @@ class Processor::Session {
   absl::flat_hash_map<std::string, Task> tasks_;          // by TaskKey
   absl::Status callback_error_;  // an error inside a rebalance callback ends the session
   absl::Status delivery_error_;  // first failed delivery of the current transaction
+  bool batch_aborted_ = false;   // the last batch failed with an abortable error and was aborted
   int64_t next_expiry_ms_ = 0;
 };
 
@@ -236,7 +240,38 @@ absl::Status Processor::Session::Run() {
       continue;
     }
     if (expire) next_expiry_ms_ = NowMs() + config::DurationMs(config_.node().expiry_interval());
-    if (absl::Status s = ProcessBatch(messages, expire); !s.ok()) return s;
+    absl::Status status = ProcessBatch(messages, expire);
+    if (status.ok()) continue;
+    // An abortable error (ILLEGAL_GENERATION when a rebalance ended the generation the
+    // transaction began in, a timeout, ...) was aborted as Kafka asks: the shards did not move,
+    // so rewinding the consumer to what they hold retries the batch. Ending the session instead
+    // would revoke and restore every partition of the node, on every rebalance of the group.
+    if (!batch_aborted_ || rd_kafka_fatal_error(producer_.get(), nullptr, 0) != 0) return status;
+    log::Info("transaction aborted; retrying its records", {{"error", status.ToString()}});
+    if (absl::Status s = Rewind(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Processor::Session::Rewind() {
+  PartitionListPtr positions(rd_kafka_topic_partition_list_new(static_cast<int>(tasks_.size())));
+  for (const auto& [key, task] : tasks_) {
+    rd_kafka_topic_partition_list_add(positions.get(), task.scenario->reports_topic.c_str(),
+                                      task.partition)
+        ->offset = task.meta.source_offset();
+  }
+  if (positions->cnt == 0) return absl::OkStatus();
+  if (absl::Status s = kafka::KafkaStatus(
+          rd_kafka_seek_partitions(consumer_.get(), positions.get(), 30000), "rewind");
+      !s.ok()) {
+    return s;
+  }
+  for (int i = 0; i < positions->cnt; ++i) {
+    if (positions->elems[i].err) {
+      return kafka::KafkaStatus(positions->elems[i].err,
+                                absl::StrCat("rewind ", positions->elems[i].topic, "/",
+                                             positions->elems[i].partition));
+    }
   }
   return absl::OkStatus();
 }
@@ -267,6 +302,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     return s;
   }
   delivery_error_ = absl::OkStatus();
+  batch_aborted_ = false;
   absl::flat_hash_map<Task*, Pending> pending;
   auto pending_for = [&](Task& task) -> absl::StatusOr<Pending*> {
     Pending& p = pending[&task];
@@ -496,8 +532,10 @@ absl::Status Processor::Session::EndTransaction(absl::Status status) {
   absl::Status abort =
       kafka::KafkaStatus(rd_kafka_abort_transaction(producer_.get(), 30000), "abort transaction");
   if (!abort.ok()) log::Warn("abort failed", {{"error", abort.ToString()}});
-  // The consumer's position is past the aborted records and the WriteBatches are dropped: the
-  // session ends, and the next one resumes from the committed offsets.
+  // The consumer's position is past the aborted records and the WriteBatches are dropped: Run()
+  // rewinds the consumer if the error was one Kafka asks to abort for (ABORTED) and the abort
+  // went through, else the session ends and the next one resumes from the committed offsets.
+  batch_aborted_ = abort.ok() && absl::IsAborted(status);
   return status;
 }
 
