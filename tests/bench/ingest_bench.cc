@@ -30,6 +30,7 @@ namespace {
 
 constexpr int kPartitions = 6;
 constexpr int kStreamsPerRouter = 4;
+constexpr int kProbeThreads = 8;
 
 // Report number i: agent (i / objects) % 5 votes on object i % objects, so every report of a run
 // is a new or a changed vote and costs the processor a changelog write.
@@ -119,12 +120,13 @@ absl::Status SendReports(test::TestCluster& cluster, const std::vector<std::stri
   return failed == 0 ? absl::OkStatus() : absl::UnavailableError("a ReportStates stream failed");
 }
 
-// Report-to-visible latency probes, one every `every` on each of two threads, until `stop`.
+// Report-to-visible latency probes, one every `every` on each of kProbeThreads threads (each
+// waits for its probe to be visible before the next), until `stop`.
 std::vector<int64_t> Probe(test::TestCluster& cluster, const std::string& router,
                            std::atomic<bool>& stop, absl::Duration every) {
-  std::vector<int64_t> latency_ns[2];
+  std::vector<int64_t> latency_ns[kProbeThreads];
   std::vector<std::thread> threads;
-  for (int t = 0; t < 2; ++t) {
+  for (int t = 0; t < kProbeThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int64_t n = 0; !stop.load(); ++n) {
         const int64_t t0 = absl::GetCurrentTimeNanos();
@@ -150,8 +152,9 @@ std::vector<int64_t> Probe(test::TestCluster& cluster, const std::string& router
     });
   }
   for (std::thread& t : threads) t.join();
-  latency_ns[0].insert(latency_ns[0].end(), latency_ns[1].begin(), latency_ns[1].end());
-  return latency_ns[0];
+  std::vector<int64_t> all;
+  for (const auto& l : latency_ns) all.insert(all.end(), l.begin(), l.end());
+  return all;
 }
 
 struct IngestFigures {

@@ -132,10 +132,16 @@ if selected watch; then
     "${WATCHERS:-10000}" "${WATCH_EVENTS:-100}" "${WATCH_PACE_MS:-200}"
 fi
 if selected list || selected watch || selected memory; then
-  { echo "# Memory ($(date -u +%Y-%m-%d), from list.md and watch.md of their latest runs)"
+  # "From list.md (date, cores, CPU): load average ..." for a result file's header.
+  source_line() { echo "From $(basename "$1") $(sed -n '1s/^# [^(]*//p' "$1"): $(sed -n '3s/\.$//p' "$1" | sed 's/^L/l/')."; }
+  { echo "# Memory (from list.md and watch.md of their latest runs)"
     echo
-    [[ -f "$results/list.md" ]] && { sed -n '1p;3p' "$results/list.md"; echo; grep -A4 '^| node memory' "$results/list.md"; echo; }
-    [[ -f "$results/watch.md" ]] && { sed -n '1p;3p' "$results/watch.md"; echo; grep 'Router memory' "$results/watch.md"; }
+    if [[ -f "$results/list.md" ]]; then
+      source_line "$results/list.md"; echo; grep -A4 '^| node memory' "$results/list.md"; echo
+    fi
+    if [[ -f "$results/watch.md" ]]; then
+      source_line "$results/watch.md"; echo; grep -o 'Router memory.*' "$results/watch.md"
+    fi
   } > "$results/memory.md"
   cat "$results/memory.md"
 fi
