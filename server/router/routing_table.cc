@@ -23,6 +23,14 @@ RoutingTable::RoutingTable(
       }
     }
   }
+  // Liveness is judged against the freshest heartbeat heard from any node, not against this
+  // router's clock alone: when every node falls silent at once, the likelier cause is that Kafka
+  // (which carries the heartbeats) is unreachable, and the nodes still serve reads.
+  int64_t judge_ms = 0;
+  for (const auto& [id, record] : members) {
+    judge_ms = std::max(judge_ms, std::clamp<int64_t>(record.heartbeat_ms(), 0, now_ms));
+  }
+  if (members.empty()) judge_ms = now_ms;
   for (const auto& [id, record] : members) {
     auto node = std::make_shared<NodeRoute>();
     node->member = record;
@@ -32,7 +40,7 @@ RoutingTable::RoutingTable(
         std::clamp<int64_t>(record.heartbeat_interval_ms(), 0, int64_t{3600} * 1000);
     const int64_t timeout_ms = std::max<int64_t>(3 * interval_ms, 3000);
     const int64_t heartbeat_ms = std::clamp<int64_t>(record.heartbeat_ms(), 0, now_ms);
-    node->alive = !record.leaving() && now_ms - heartbeat_ms <= timeout_ms;
+    node->alive = !record.leaving() && judge_ms - heartbeat_ms <= timeout_ms;
     if (node->alive) {
       auto it = old_clients.find(absl::StrCat(id, "@", record.endpoint()));
       node->client = it != old_clients.end() ? it->second : factory(id, record.endpoint());

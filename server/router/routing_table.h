@@ -7,7 +7,11 @@
 //
 // Rules:
 // - a node is alive while it has not announced leaving and its last heartbeat is at most
-//   max(3 heartbeat intervals, 3 s) old;
+//   max(3 heartbeat intervals, 3 s) older than the freshest heartbeat of any node (or than now,
+//   if that is earlier): a node that falls silent while others go on is dead, but when all fall
+//   silent together (Kafka, which carries the heartbeats, is unreachable) they stay alive and
+//   keep serving reads — the price is that nodes that all die at once stay listed as alive, and
+//   reads of them fail as unreachable;
 // - the active copy of a partition is the one an alive node claims; if two do (a move in
 //   progress, one of them not yet heard from since), the one that took it later wins;
 // - standbys and restoring copies of alive nodes are listed for lag-bounded reads and for

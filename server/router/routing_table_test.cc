@@ -84,6 +84,25 @@ TEST_F(RoutingTableTest, SilentOrLeavingNodesRouteNothingButAreListed) {
   EXPECT_FALSE(table.nodes()[1]->alive);
 }
 
+TEST_F(RoutingTableTest, NodesSilentTogetherStayAliveButOneFallingBehindTheOthersIsDead) {
+  // Kafka unreachable: nobody's heartbeat arrives for 10 s; the nodes still serve.
+  members_["n1"] = Member("n1", kNowMs - 10'000);
+  Hold(members_["n1"], 0, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  members_["n2"] = Member("n2", kNowMs - 10'500);
+  Hold(members_["n2"], 1, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  // n3 fell silent 5 s before the others: it died.
+  members_["n3"] = Member("n3", kNowMs - 15'000);
+  Hold(members_["n3"], 2, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  RoutingTable table = Build();
+  ASSERT_NE(table.Find("demo", 0), nullptr);
+  ASSERT_NE(table.Find("demo", 1), nullptr);
+  EXPECT_EQ(table.Find("demo", 2), nullptr);
+  ASSERT_EQ(table.nodes().size(), 3u);
+  EXPECT_TRUE(table.nodes()[0]->alive);
+  EXPECT_TRUE(table.nodes()[1]->alive);
+  EXPECT_FALSE(table.nodes()[2]->alive);
+}
+
 TEST_F(RoutingTableTest, HostileHeartbeatFieldsDoNotOverflow) {
   // Found by tests/fuzz/member_record_fuzz: 3 * interval overflowed.
   members_["n1"] = Member("n1", std::numeric_limits<int64_t>::min());
