@@ -81,7 +81,12 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.org.apache.kafka.clients=WARN
 PROPS
     local id
-    id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    # A base64url UUID, never starting with '-' (StorageTool would read it as an option; Kafka's
+    # own Uuid.randomUuid() redraws such ids the same way).
+    id=-
+    while [[ "$id" == -* ]]; do
+      id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    done
     java -cp "$libs/*" -Dlog4j.configuration="file:$dir/log4j.properties" \
       kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" > "$dir/format.log" 2>&1 || {
       cat "$dir/format.log" >&2; echo "kafka.sh: formatting $dir failed" >&2; exit 1; }
