@@ -141,13 +141,11 @@ Processor::Session::~Session() {
     // timeout gets the same partitions back without a rebalance.
     rd_kafka_consumer_close(consumer_.get());
   }
-  std::vector<std::pair<std::string, int32_t>> released;
+  // The shards stay readable with max_lag (as standbys) until others take the partitions over.
   for (auto& [key, task] : tasks_) {
-    registry_.Remove(task.scenario->config->name(), task.partition);
-    released.emplace_back(task.scenario->config->name(), task.partition);
+    standbys_.Adopt(task.scenario->config->name(), task.partition, task.shard, task.meta);
   }
-  tasks_.clear();  // closes the shards (once their readers let go)
-  for (const auto& [name, partition] : released) standbys_.Release(name, partition);
+  tasks_.clear();
   for (auto& [topic, scenario] : scenarios_) {
     scenario.changelog.reset();
     scenario.changes.reset();
@@ -656,10 +654,11 @@ void Processor::Session::Revoke(const std::string& topic, int32_t partition) {
   auto it = tasks_.find(TaskKey(topic, partition));
   if (it == tasks_.end()) return;
   const std::string name = it->second.scenario->config->name();
-  registry_.Remove(name, partition);
   log::Info("partition revoked", {{"scenario", name}, {"partition", partition}});
-  tasks_.erase(it);  // the shard closes when its last reader lets go
-  standbys_.Release(name, partition);  // a standby again if this node is one of its standbys
+  // Readable with max_lag until another node is active for it; kept if this node is one of its
+  // standbys.
+  standbys_.Adopt(name, partition, it->second.shard, it->second.meta);
+  tasks_.erase(it);
 }
 
 Processor::Processor(const config::v1::Config& config, ShardRegistry& registry,

@@ -125,6 +125,10 @@ absl::Status StandbyReplicator::Start(const MembershipSource* membership) {
   consumer_ = std::move(*consumer);
   probe_ = std::move(*probe);
   rd_kafka_poll_set_consumer(consumer_.get());
+  {
+    absl::MutexLock lock(&mu_);
+    running_ = true;
+  }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -138,10 +142,37 @@ void StandbyReplicator::Stop() {
   consumer_.reset();
   probe_.reset();
   absl::MutexLock lock(&mu_);
+  running_ = false;
   for (const auto& [key, replica] : replicas_) {
     registry_.Remove(replica.id.scenario, replica.id.partition);
   }
   replicas_.clear();
+}
+
+void StandbyReplicator::Adopt(const std::string& scenario, int32_t partition,
+                              std::shared_ptr<storage::Shard> shard,
+                              const records::v1::ShardMeta& meta) {
+  absl::MutexLock lock(&mu_);
+  const std::string key = PartitionKey(scenario, partition);
+  claimed_.erase(key);
+  if (!running_) {
+    registry_.Remove(scenario, partition);
+    return;
+  }
+  Replica replica;
+  replica.id = {scenario, partition};
+  replica.changelog_topic = config::ChangelogTopic(config_, scenario);
+  replica.reports_topic = config::ReportsTopic(config_, scenario);
+  replica.shard = std::move(shard);
+  replica.meta = meta;
+  replica.position = meta.changelog_offset();
+  replica.proven_applied = meta.source_offset();  // it was the active copy: exact
+  replica.ready = true;
+  replica.orphan = true;
+  registry_.SetRole(scenario, partition, ShardRole::kStandby);
+  replicas_.insert_or_assign(key, std::move(replica));
+  assignment_stale_ = true;
+  dirty_ = true;
 }
 
 void StandbyReplicator::Claim(const std::string& scenario, int32_t partition) {
@@ -196,11 +227,22 @@ void StandbyReplicator::Reconcile(const ClusterMembership& membership) {
   std::vector<PartitionId> wanted = StandbysOf(config_.node().node_id(), config_, membership);
   absl::MutexLock lock(&mu_);
   absl::flat_hash_set<std::string> keep;
+  for (auto& [key, replica] : replicas_) {
+    // An adopted copy stays until the membership names another active for its partition.
+    auto active = membership.active.find(key);
+    if (replica.orphan && (active == membership.active.end() ||
+                           active->second == config_.node().node_id())) {
+      keep.insert(key);
+    }
+  }
   for (const PartitionId& id : wanted) {
     std::string key = PartitionKey(id.scenario, id.partition);
     if (claimed_.contains(key)) continue;
     keep.insert(key);
-    if (replicas_.contains(key)) continue;
+    if (auto it = replicas_.find(key); it != replicas_.end()) {
+      it->second.orphan = false;  // placed here anyway
+      continue;
+    }
     auto shard = files_.Open(id.scenario, id.partition);
     if (!shard.ok()) {
       log::Warn("cannot open a standby shard", {{"scenario", id.scenario},

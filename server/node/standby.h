@@ -93,8 +93,15 @@ class StandbyReplicator {
 
   // The processor takes the partition as active: stop writing it (waits for a write in progress).
   void Claim(const std::string& scenario, int32_t partition);
-  // The processor no longer holds the partition.
+  // The processor no longer holds the partition (it never opened it).
   void Release(const std::string& scenario, int32_t partition);
+  // The processor let go of a partition it held as active, whose shard holds `meta`: it stays
+  // readable with max_lag, as a standby, until another node is active for it (or for good if
+  // this node is one of its standbys) — so a node that lost its Kafka session, e.g. in a broker
+  // outage, keeps answering lag-bounded reads. Without standbys (not started): removed from the
+  // registry.
+  void Adopt(const std::string& scenario, int32_t partition, std::shared_ptr<storage::Shard> shard,
+             const records::v1::ShardMeta& meta);
 
   // How often lag is measured.
   static constexpr absl::Duration kProbeInterval = absl::Milliseconds(500);
@@ -118,6 +125,7 @@ class StandbyReplicator {
     ProbeTarget pending;          // the last probe, proven once position reaches pending.high
     int64_t end_offset = -1;      // the reports partition's end offset at the last probe
     bool ready = false;           // caught up once: readable
+    bool orphan = false;          // adopted from the processor, not placed (see Adopt)
   };
   void Run();
   // Places standbys as `membership` says; reassigns the tail consumer if the set changed.
@@ -147,6 +155,7 @@ class StandbyReplicator {
   absl::flat_hash_set<std::string> claimed_ ABSL_GUARDED_BY(mu_);  // held by the processor
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;  // claims changed: reconcile
   bool assignment_stale_ ABSL_GUARDED_BY(mu_) = false;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tally::node
