@@ -100,6 +100,9 @@ inline constexpr absl::Duration kUnreachableFor = absl::Seconds(2);
 // ListState's page size when the request gives none, and the largest it accepts.
 inline constexpr int32_t kDefaultPageSize = 100;
 inline constexpr int32_t kMaxPageSize = 1000;
+// A ListState page asks each partition for twice its share of the page, and at least this many
+// (but never more than the page): small scans would make short pages under skew.
+inline constexpr size_t kMinScanPerPartition = 64;
 
 }  // namespace tally::router
 
