@@ -263,6 +263,9 @@ absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& r
     return a->object_key() < b->object_key();
   });
   v1::ListStateResponse response;
+  for (const internal::v1::ShardScanResponse& page : pages) {
+    response.set_lag(std::max(response.lag(), page.lag()));
+  }
   bool remaining = false;
   for (v1::ObjectState* state : merged) {
     if (bound.has_value() && state->object_key() > *bound) {

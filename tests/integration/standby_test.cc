@@ -10,8 +10,11 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
@@ -76,19 +79,35 @@ class StandbyTest : public ::testing::Test {
     return "";
   }
 
-  // True once every partition has an active copy and a standby on another node that is
-  // readable (STANDBY) with lag 0, and the active's lag is 0.
+  // True once every partition has an active copy and a readable standby (STANDBY) on another
+  // node that both reflect every acknowledged report: applied offsets past the offset of the
+  // partition's last write token ("w1.<partition>.<offset>").
   bool StandbysCaughtUp(const std::string& via) {
+    std::map<int32_t, int64_t> last_write;
+    for (const auto& [key, token] : tokens_) {
+      std::vector<std::string> parts = absl::StrSplit(token, '.');
+      int32_t partition = 0;
+      int64_t offset = 0;
+      if (parts.size() != 3 || !absl::SimpleAtoi(parts[1], &partition) ||
+          !absl::SimpleAtoi(parts[2], &offset)) {
+        ADD_FAILURE() << "unexpected token " << token;
+        return false;
+      }
+      last_write[partition] = std::max(last_write[partition], offset);
+    }
     auto cluster = cluster_->Describe(via);
     if (!cluster.ok()) return false;
     for (const v1::PartitionInfo& p : cluster->partitions()) {
-      if (p.status() != v1::ACTIVE || p.lag() != 0) return false;
-      bool standby = false;
+      if (p.status() != v1::ACTIVE) return false;
+      auto written = last_write.find(p.partition());
+      const int64_t needed = written == last_write.end() ? 0 : written->second + 1;
+      bool active = false, standby = false;
       for (const v1::CopyInfo& copy : p.copies()) {
-        standby |= copy.status() == v1::STANDBY && copy.node() != p.active_node() &&
-                   copy.lag() == 0;
+        if (copy.applied_offset() < needed) continue;
+        active |= copy.status() == v1::ACTIVE;
+        standby |= copy.status() == v1::STANDBY && copy.node() != p.active_node();
       }
-      if (!standby) return false;
+      if (!active || !standby) return false;
     }
     return true;
   }
@@ -147,6 +166,27 @@ TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOv
   EXPECT_GT(from_standby, 0);
   // All of them within the session timeout, i.e. before any fail-over of the group.
   EXPECT_LT(all_read, TestCluster::kSessionTimeout);
+  // Listing with max_lag too: every key, standbys answering for the dead node's partitions.
+  std::map<std::string, std::string> listed;
+  std::string page_token;
+  do {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListStateRequest request;
+    request.set_scenario(TestCluster::kScenario);
+    request.set_max_lag(kAnyLag);
+    request.set_page_size(64);
+    request.set_page_token(page_token);
+    v1::ListStateResponse response;
+    grpc::Status status = cluster_->state("n2").ListState(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_GE(response.lag(), 0);
+    for (const v1::ObjectState& state : response.states()) {
+      listed[state.object_key()] = state.state();
+    }
+    page_token = response.next_page_token();
+  } while (!page_token.empty());
+  EXPECT_EQ(listed, model_);
 
   // The group moves n1's partitions to n2, whose standbys were current: nothing to replay.
   ASSERT_TRUE(WaitFor(
