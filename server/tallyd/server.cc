@@ -8,6 +8,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/common/log.h"
+#include "server/common/metrics_server.h"
 #include "server/common/tls.h"
 #include "server/config/config.h"
 #include "server/node/processor.h"
@@ -174,6 +175,16 @@ absl::Status Server::Start() {
       return s;
     }
   }
+  if (!config_.server().metrics_address().empty()) {
+    auto metrics = common::MetricsServer::Start(config_.server().metrics_address(),
+                                                [this] { return RenderMetrics(); });
+    if (!metrics.ok()) {
+      Stop();
+      return metrics.status();
+    }
+    metrics_ = std::move(*metrics);
+    log::Info("metrics serving", {{"address", metrics_->address()}});
+  }
   grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   log::Info("serving", {{"address", address_},
                         {"advertise", advertise_address_},
@@ -187,7 +198,59 @@ absl::Status Server::ReloadAuth() {
   return auth_->Reload();
 }
 
+std::string Server::RenderMetrics() const {
+  std::string out;
+  if (node_ != nullptr) {
+    const std::vector<node::ShardInfo> shards = node_->registry().List();
+    auto labels = [](const node::ShardInfo& info) {
+      return absl::StrCat("scenario=\"", common::PrometheusLabel(info.scenario),
+                          "\",partition=\"", info.partition, "\"");
+    };
+    absl::StrAppend(&out,
+                    "# HELP tally_shard_role Shards this node holds, by role "
+                    "(restoring, active, standby): 1.\n# TYPE tally_shard_role gauge\n");
+    for (const node::ShardInfo& info : shards) {
+      const char* role = info.role == node::ShardRole::kActive    ? "active"
+                         : info.role == node::ShardRole::kStandby ? "standby"
+                                                                  : "restoring";
+      absl::StrAppend(&out, "tally_shard_role{", labels(info), ",role=\"", role, "\"} 1\n");
+    }
+    absl::StrAppend(&out,
+                    "# HELP tally_shard_applied_offset Next reports-topic offset the shard has "
+                    "yet to reflect.\n# TYPE tally_shard_applied_offset gauge\n");
+    for (const node::ShardInfo& info : shards) {
+      absl::StrAppend(&out, "tally_shard_applied_offset{", labels(info), "} ",
+                      info.applied_offset, "\n");
+    }
+    absl::StrAppend(&out,
+                    "# HELP tally_shard_end_offset End of the reports partition as the node last "
+                    "saw it.\n# TYPE tally_shard_end_offset gauge\n");
+    for (const node::ShardInfo& info : shards) {
+      absl::StrAppend(&out, "tally_shard_end_offset{", labels(info), "} ",
+                      std::max(info.end_offset, info.applied_offset), "\n");
+    }
+    absl::StrAppend(&out,
+                    "# HELP tally_shard_lag Reports the shard has yet to reflect (while "
+                    "restoring: left to restore).\n# TYPE tally_shard_lag gauge\n");
+    for (const node::ShardInfo& info : shards) {
+      absl::StrAppend(&out, "tally_shard_lag{", labels(info), "} ",
+                      std::max<int64_t>(0, info.end_offset - info.applied_offset), "\n");
+    }
+  }
+  if (feed_ != nullptr) {
+    const watch::FeedStats stats = feed_->Stats();
+    absl::StrAppend(&out, "# HELP tally_watchers Open WatchState streams.\n",
+                    "# TYPE tally_watchers gauge\ntally_watchers ", stats.watchers, "\n",
+                    "# HELP tally_watch_queued_events Events waiting to be written, all "
+                    "watchers.\n# TYPE tally_watch_queued_events gauge\n"
+                    "tally_watch_queued_events ",
+                    stats.queued_events, "\n");
+  }
+  return out;
+}
+
 void Server::Stop() {
+  metrics_.reset();
   if (grpc_server_ != nullptr) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

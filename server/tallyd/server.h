@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/auth/authorizer.h"
 #include "server/auth/limits.h"
+#include "server/common/metrics_server.h"
 #include "server/node/node.h"
 #include "server/node/shard_service.h"
 #include "server/router/membership_view.h"
@@ -44,6 +45,8 @@ class Server {
 
  private:
   absl::Status StartRouter();
+  // The Prometheus text of server.metrics_address: shards' roles, offsets and lag; watchers.
+  std::string RenderMetrics() const;
 
   const config::v1::Config config_;
   std::string address_;
@@ -58,6 +61,7 @@ class Server {
   std::unique_ptr<router::KafkaReportSink> sink_;
   std::unique_ptr<router::MembershipView> view_;
   std::unique_ptr<router::NodeMembership> node_membership_;  // the node's view of the membership
+  std::unique_ptr<common::MetricsServer> metrics_;            // server.metrics_address, if set
   std::unique_ptr<watch::ChangeFeed> feed_;
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<router::StateService> state_service_;

@@ -1,10 +1,15 @@
-// Standby replicas and static membership, on real tallyd processes and a real broker:
+// Standby replicas and static membership, on real tallyd processes and a real broker (and the
+// metrics that show the copies):
 // - a standby is placed on the other node, catches up (lag 0), answers max_lag reads at once
 //   when the active is SIGKILLed, and, promoted, replays nothing it already had;
 // - a node SIGKILLed and restarted within the session timeout gets its partitions back without
 //   a rebalance and restores nothing.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <map>
 #include <random>
@@ -12,10 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
 #include "tally/v1/state.grpc.pb.h"
@@ -26,8 +33,39 @@
 namespace tally::test {
 namespace {
 
+using ::testing::HasSubstr;
+
 constexpr int kPartitions = 4;
 constexpr int64_t kAnyLag = 1'000'000;
+
+// The response (status line, headers, body) to `request` sent to a tallyd's metrics listener,
+// whose address its log names ("metrics serving" address=host:port).
+std::string HttpGet(const std::string& log, const std::string& request) {
+  const std::string needle = "msg=\"metrics serving\" address=";
+  const size_t at = log.find(needle);
+  if (at == std::string::npos) return "no metrics listener in the log";
+  const std::string address = log.substr(at + needle.size(), log.find('\n', at) - at - needle.size());
+  const size_t colon = address.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "cannot connect to " + address;
+  }
+  const std::string line = request + "\r\nHost: tally\r\n\r\n";
+  if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    close(fd);
+    return "cannot send";
+  }
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) response.append(buffer, n);
+  close(fd);
+  return response;
+}
 
 class StandbyTest : public ::testing::Test {
  protected:
@@ -121,7 +159,8 @@ TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOv
   const uint32_t seed = std::random_device{}();
   std::cout << "seed " << seed << std::endl;
   std::mt19937 rng(seed);
-  cluster_ = std::make_unique<TestCluster>(KafkaBootstrapOrDie(), kPartitions, "", "", "",
+  cluster_ = std::make_unique<TestCluster>(KafkaBootstrapOrDie(), kPartitions, "", "",
+                                           "metrics_address: \"127.0.0.1:0\"",
                                            "standby_replicas: 1");
   ASSERT_TRUE(cluster_->StartNode("n1").ok());
   ASSERT_TRUE(cluster_->StartNode("n2").ok());
@@ -137,6 +176,25 @@ TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOv
   ASSERT_TRUE(before.ok()) << before.status();
   for (const v1::PartitionInfo& p : before->partitions()) {
     if (p.active_node() == "n1") n1_partitions.insert(p.partition());
+  }
+  // The nodes' Prometheus metrics say the same: each copy's role, and its lag.
+  std::map<std::string, std::string> metrics;
+  for (const std::string node : {"n1", "n2"}) {
+    metrics[node] = HttpGet(cluster_->process(node).Log(), "GET /metrics HTTP/1.0");
+    EXPECT_TRUE(absl::StartsWith(metrics[node], "HTTP/1.0 200 OK")) << metrics[node];
+    EXPECT_THAT(metrics[node], HasSubstr("# TYPE tally_shard_lag gauge"));
+    EXPECT_TRUE(absl::StartsWith(HttpGet(cluster_->process(node).Log(), "GET / HTTP/1.0"),
+                                 "HTTP/1.0 404"));
+  }
+  for (const v1::PartitionInfo& p : before->partitions()) {
+    const std::string labels =
+        absl::StrCat("{scenario=\"demo\",partition=\"", p.partition(), "\"");
+    const std::string standby = p.active_node() == "n1" ? "n2" : "n1";
+    EXPECT_THAT(metrics[p.active_node()],
+                HasSubstr(absl::StrCat("tally_shard_role", labels, ",role=\"active\"} 1")));
+    EXPECT_THAT(metrics[standby],
+                HasSubstr(absl::StrCat("tally_shard_role", labels, ",role=\"standby\"} 1")));
+    EXPECT_THAT(metrics[standby], HasSubstr(absl::StrCat("tally_shard_lag", labels, "} ")));
   }
   ASSERT_FALSE(n1_partitions.empty());
 
