@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,9 +41,15 @@ absl::Status TallydProcess::Start() {
                                    absl::StrCat("--data_dir=", data_dir_),
                                    "--listen=127.0.0.1:0",
                                    absl::StrCat("--ready_file=", ready)};
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
+    // A test that crashes must not leave tallyd running (destructors do not run then): the
+    // kernel kills the child when the thread that forked it exits. Tests start processes from
+    // their main thread, which lives as long as the test.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the test died before prctl took effect
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, STDOUT_FILENO);
     dup2(fd, STDERR_FILENO);
