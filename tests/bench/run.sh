@@ -16,7 +16,9 @@
 #   failover  SIGKILL of an owner → first fresh read and first max_lag read (FAILOVER_RUNS 3)
 #   restore   changelog → shard, RESTORE_OBJECTS objects, median of RUNS runs
 #   watch     WatchState fan-out: WATCHERS (10000), WATCH_EVENTS (100), WATCH_PACE_MS (200)
-# memory.md (node and router memory) is put together from list.md and watch.md.
+#   memory    memory.md (node and router memory), put together from list.md and watch.md; also
+#             rewritten after list or watch
+# TALLY_BUILD_DIR: the build directory (default build/ under the repository).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/deploy/install-deps.sh"
