@@ -58,8 +58,7 @@ std::string PartitionKey(const std::string& scenario, int32_t partition) {
 std::vector<PartitionId> StandbysOf(const std::string& self, const config::v1::Config& config,
                                     const ClusterMembership& membership) {
   std::vector<PartitionId> out;
-  if (std::find(membership.alive.begin(), membership.alive.end(), self) ==
-      membership.alive.end()) {
+  if (std::find(membership.alive.begin(), membership.alive.end(), self) == membership.alive.end()) {
     return out;  // a node the others do not count as alive places nothing
   }
   for (const config::v1::Scenario& scenario : config.scenarios()) {
@@ -87,7 +86,24 @@ std::vector<PartitionId> StandbysOf(const std::string& self, const config::v1::C
 
 StandbyReplicator::StandbyReplicator(const config::v1::Config& config, ShardRegistry& registry,
                                      ShardFiles& files)
-    : config_(config), registry_(registry), files_(files) {}
+    : config_(config), registry_(registry), files_(files) {
+  for (const config::v1::Scenario& s : config_.scenarios()) {
+    scenario_of_changelog_[config::ChangelogTopic(config_, s.name())] = s.name();
+  }
+}
+
+StandbyReplicator::Replica StandbyReplicator::NewReplica(const PartitionId& id,
+                                                         std::shared_ptr<storage::Shard> shard,
+                                                         const records::v1::ShardMeta& meta) const {
+  Replica replica;
+  replica.id = id;
+  replica.changelog_topic = config::ChangelogTopic(config_, id.scenario);
+  replica.reports_topic = config::ReportsTopic(config_, id.scenario);
+  replica.shard = std::move(shard);
+  replica.meta = meta;
+  replica.position = meta.changelog_offset();
+  return replica;
+}
 
 StandbyReplicator::~StandbyReplicator() { Stop(); }
 
@@ -159,13 +175,7 @@ void StandbyReplicator::Adopt(const std::string& scenario, int32_t partition,
     registry_.Remove(scenario, partition);
     return;
   }
-  Replica replica;
-  replica.id = {scenario, partition};
-  replica.changelog_topic = config::ChangelogTopic(config_, scenario);
-  replica.reports_topic = config::ReportsTopic(config_, scenario);
-  replica.shard = std::move(shard);
-  replica.meta = meta;
-  replica.position = meta.changelog_offset();
+  Replica replica = NewReplica({scenario, partition}, std::move(shard), meta);
   replica.proven_applied = meta.source_offset();  // it was the active copy: exact
   replica.ready = true;
   replica.orphan = true;
@@ -230,8 +240,8 @@ void StandbyReplicator::Reconcile(const ClusterMembership& membership) {
   for (auto& [key, replica] : replicas_) {
     // An adopted copy stays until the membership names another active for its partition.
     auto active = membership.active.find(key);
-    if (replica.orphan && (active == membership.active.end() ||
-                           active->second == config_.node().node_id())) {
+    if (replica.orphan &&
+        (active == membership.active.end() || active->second == config_.node().node_id())) {
       keep.insert(key);
     }
   }
@@ -257,13 +267,7 @@ void StandbyReplicator::Reconcile(const ClusterMembership& membership) {
                                                 {"error", meta.status().ToString()}});
       continue;
     }
-    Replica replica;
-    replica.id = id;
-    replica.changelog_topic = config::ChangelogTopic(config_, id.scenario);
-    replica.reports_topic = config::ReportsTopic(config_, id.scenario);
-    replica.shard = *shard;
-    replica.meta = *meta;
-    replica.position = meta->changelog_offset();
+    Replica replica = NewReplica(id, *shard, *meta);
     ShardInfo info{id.scenario, id.partition, ShardRole::kRestoring, *shard};
     info.applied_offset = meta->source_offset();
     registry_.Put(std::move(info));
@@ -283,9 +287,9 @@ void StandbyReplicator::Reconcile(const ClusterMembership& membership) {
 void StandbyReplicator::Drop(const std::string& key, const std::string& why) {
   auto it = replicas_.find(key);
   if (it == replicas_.end()) return;
-  log::Info("standby dropped", {{"scenario", it->second.id.scenario},
-                                {"partition", it->second.id.partition},
-                                {"why", why}});
+  log::Info(
+      "standby dropped",
+      {{"scenario", it->second.id.scenario}, {"partition", it->second.id.partition}, {"why", why}});
   registry_.Remove(it->second.id.scenario, it->second.id.partition);
   replicas_.erase(it);  // the shard closes when its last reader lets go
   assignment_stale_ = true;
@@ -307,49 +311,55 @@ void StandbyReplicator::Assign() {
 }
 
 void StandbyReplicator::Apply(std::vector<MessagePtr> messages) {
-  absl::flat_hash_map<std::string, storage::StagedObjects> staged;
-  absl::flat_hash_set<std::string> touched;  // replicas whose position moved
+  absl::flat_hash_map<std::string, storage::StagedObjects> staged;  // by replica key
+  absl::flat_hash_set<std::string> touched;                         // replicas whose position moved
   absl::MutexLock lock(&mu_);
+  // Messages come in runs of one partition: the replica is looked up once per run.
+  const rd_kafka_topic_t* run_topic = nullptr;
+  int32_t run_partition = -1;
+  std::string key;
+  Replica* replica = nullptr;
   for (const MessagePtr& msg : messages) {
     if (msg->rkt == nullptr) {
       if (msg->err) log::Debug("standby consumer event", {{"error", rd_kafka_err2str(msg->err)}});
       continue;
     }
-    // Topic names map to scenarios one to one; look the replica up by its changelog topic.
-    const std::string topic = rd_kafka_topic_name(msg->rkt);
-    Replica* replica = nullptr;
-    for (auto& [key, r] : replicas_) {
-      if (r.id.partition == msg->partition && r.changelog_topic == topic) {
-        replica = &r;
-        break;
-      }
+    if (msg->rkt != run_topic || msg->partition != run_partition) {
+      run_topic = msg->rkt;
+      run_partition = msg->partition;
+      replica = nullptr;
+      auto scenario = scenario_of_changelog_.find(rd_kafka_topic_name(msg->rkt));
+      if (scenario == scenario_of_changelog_.end()) continue;
+      key = PartitionKey(scenario->second, msg->partition);
+      auto it = replicas_.find(key);
+      if (it == replicas_.end()) continue;  // claimed or dropped since it was fetched
+      replica = &it->second;
+      touched.insert(key);
     }
-    if (replica == nullptr) continue;  // claimed or dropped since it was fetched
-    touched.insert(PartitionKey(replica->id.scenario, replica->id.partition));
+    if (replica == nullptr) continue;
     if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       replica->position = std::max(replica->position, msg->offset);
       continue;
     }
     if (msg->err) {
-      log::Debug("standby fetch error", {{"topic", topic},
-                                         {"partition", msg->partition},
-                                         {"error", rd_kafka_err2str(msg->err)}});
+      log::Debug("standby fetch error", {{"replica", key}, {"error", rd_kafka_err2str(msg->err)}});
       continue;
     }
     if (msg->offset < replica->position) continue;  // already applied
-    const std::string key = PartitionKey(replica->id.scenario, replica->id.partition);
     storage::StagedObjects& objects = staged[key];
     const std::string_view object_key(static_cast<const char*>(msg->key), msg->key_len);
     if (msg->payload == nullptr) {
       objects.DeleteObject(object_key);
     } else if (!objects
-                    .PutObjectBytes(object_key, std::string_view(
-                                                    static_cast<const char*>(msg->payload), msg->len))
+                    .PutObjectBytes(
+                        object_key,
+                        std::string_view(static_cast<const char*>(msg->payload), msg->len))
                     .ok()) {
       log::Error("unreadable changelog record: standby dropped",
-                 {{"topic", topic}, {"partition", msg->partition}, {"offset", msg->offset}});
+                 {{"replica", key}, {"offset", msg->offset}});
       staged.erase(key);
       Drop(key, "unreadable changelog record");
+      replica = nullptr;  // the rest of the run is skipped
       continue;
     }
     replica->position = msg->offset + 1;
@@ -370,10 +380,9 @@ void StandbyReplicator::Apply(std::vector<MessagePtr> messages) {
       status = (*batch)->Commit();
     }
     if (!status.ok()) {
-      log::Error("standby write failed: standby dropped",
-                 {{"scenario", replica.id.scenario},
-                  {"partition", replica.id.partition},
-                  {"error", status.ToString()}});
+      log::Error("standby write failed: standby dropped", {{"scenario", replica.id.scenario},
+                                                           {"partition", replica.id.partition},
+                                                           {"error", status.ToString()}});
       Drop(key, "write failed");
       continue;
     }
@@ -419,8 +428,8 @@ void StandbyReplicator::Probe() {
     const rd_kafka_topic_partition_t& c = committed->elems[i];
     targets[i].committed = c.err == RD_KAFKA_RESP_ERR_NO_ERROR ? c.offset : -1;
     int64_t low = 0, high = -1;
-    if (rd_kafka_query_watermark_offsets(probe_.get(), topics[i].first.c_str(), partitions[i],
-                                         &low, &high, kTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_query_watermark_offsets(probe_.get(), topics[i].first.c_str(), partitions[i], &low,
+                                         &high, kTimeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       targets[i].high = high;
     }
     if (rd_kafka_query_watermark_offsets(probe_.get(), topics[i].second.c_str(), partitions[i],

@@ -127,6 +127,9 @@ class StandbyReplicator {
     bool ready = false;           // caught up once: readable
     bool orphan = false;          // adopted from the processor, not placed (see Adopt)
   };
+  // A replica of `id` held in `shard`, which holds `meta`; read from its changelog checkpoint.
+  Replica NewReplica(const PartitionId& id, std::shared_ptr<storage::Shard> shard,
+                     const records::v1::ShardMeta& meta) const;
   void Run();
   // Places standbys as `membership` says; reassigns the tail consumer if the set changed.
   void Reconcile(const ClusterMembership& membership);
@@ -144,6 +147,8 @@ class StandbyReplicator {
   ShardRegistry& registry_;
   ShardFiles& files_;
   const MembershipSource* membership_ = nullptr;
+  // The scenario of each changelog topic (Apply's lookup of a record's replica).
+  absl::flat_hash_map<std::string, std::string> scenario_of_changelog_;
 
   kafka::HandlePtr consumer_;  // the tail thread's, after Start()
   kafka::HandlePtr probe_;     // the tail thread's: committed offsets and high watermarks
@@ -153,7 +158,7 @@ class StandbyReplicator {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Replica> replicas_ ABSL_GUARDED_BY(mu_);  // by PartitionKey
   absl::flat_hash_set<std::string> claimed_ ABSL_GUARDED_BY(mu_);  // held by the processor
-  bool dirty_ ABSL_GUARDED_BY(mu_) = true;  // claims changed: reconcile
+  bool dirty_ ABSL_GUARDED_BY(mu_) = true;                         // claims changed: reconcile
   bool assignment_stale_ ABSL_GUARDED_BY(mu_) = false;
   bool running_ ABSL_GUARDED_BY(mu_) = false;
 };
