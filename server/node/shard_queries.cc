@@ -10,10 +10,6 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-int64_t Lag(const ShardInfo& info) {
-  return std::max<int64_t>(0, info.end_offset - info.applied_offset);
-}
-
 }  // namespace
 
 bool HasState(const records::v1::StoredState& state) {
@@ -57,10 +53,10 @@ absl::StatusOr<ShardInfo> ShardQueries::Acceptable(const std::string& scenario, 
       return absl::UnavailableError(absl::StrCat("partition ", partition, " of scenario ", scenario,
                                                  " is restoring on node ", node_id_));
     case ShardRole::kStandby:
-      if (max_lag > 0 && Lag(*info) <= max_lag) return *info;
+      if (max_lag > 0 && info->lag() <= max_lag) return *info;
       return absl::AbortedError(absl::StrCat(
           "node ", node_id_, " holds only a standby of partition ", partition, " of scenario ",
-          scenario, " (lag ", Lag(*info), ", max_lag ", max_lag, ")"));
+          scenario, " (lag ", info->lag(), ", max_lag ", max_lag, ")"));
   }
   return absl::InternalError("unknown shard role");
 }
@@ -83,7 +79,7 @@ absl::StatusOr<internal::v1::ShardGetResponse> ShardQueries::Get(
   internal::v1::ShardGetResponse response;
   response.set_node_id(node_id_);
   response.set_applied_offset(info->applied_offset);
-  response.set_lag(Lag(*info));
+  response.set_lag(info->lag());
   if (object->has_value() && HasState((*object)->state)) {
     response.set_found(true);
     *response.mutable_state() = ToObjectState(request.scenario(), request.object_key(), **object);
@@ -104,7 +100,7 @@ absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(
   if (!rows.ok()) return rows.status();
   internal::v1::ShardScanResponse response;
   response.set_node_id(node_id_);
-  response.set_lag(Lag(*info));
+  response.set_lag(info->lag());
   response.set_more(rows->size() > limit);
   if (rows->size() > limit) rows->pop_back();
   if (!rows->empty()) response.set_last_key(rows->back().first);

@@ -6,6 +6,7 @@
 // readers (gRPC threads) look shards up, read them through snapshots, and wait for an offset to
 // be applied (read-your-writes); the membership publisher waits for changes of roles. Thread-safe.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -30,6 +31,8 @@ struct ShardInfo {
   int64_t applied_offset = 0;  // next reports-topic offset to apply: all before it are in the shard
   int64_t end_offset = 0;      // reports-topic end offset as the node last saw it
   int64_t since_ms = 0;        // when the shard was put in its current role (Unix ms)
+  // Reports the shard has yet to reflect (while restoring: what is left to restore).
+  int64_t lag() const { return std::max<int64_t>(0, end_offset - applied_offset); }
 };
 
 class ShardRegistry {

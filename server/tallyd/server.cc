@@ -203,8 +203,8 @@ std::string Server::RenderMetrics() const {
   if (node_ != nullptr) {
     const std::vector<node::ShardInfo> shards = node_->registry().List();
     auto labels = [](const node::ShardInfo& info) {
-      return absl::StrCat("scenario=\"", common::PrometheusLabel(info.scenario),
-                          "\",partition=\"", info.partition, "\"");
+      return absl::StrCat("scenario=\"", common::PrometheusLabel(info.scenario), "\",partition=\"",
+                          info.partition, "\"");
     };
     absl::StrAppend(&out,
                     "# HELP tally_shard_role Shards this node holds, by role "
@@ -215,27 +215,21 @@ std::string Server::RenderMetrics() const {
                                                                   : "restoring";
       absl::StrAppend(&out, "tally_shard_role{", labels(info), ",role=\"", role, "\"} 1\n");
     }
-    absl::StrAppend(&out,
-                    "# HELP tally_shard_applied_offset Next reports-topic offset the shard has "
-                    "yet to reflect.\n# TYPE tally_shard_applied_offset gauge\n");
-    for (const node::ShardInfo& info : shards) {
-      absl::StrAppend(&out, "tally_shard_applied_offset{", labels(info), "} ",
-                      info.applied_offset, "\n");
-    }
-    absl::StrAppend(&out,
-                    "# HELP tally_shard_end_offset End of the reports partition as the node last "
-                    "saw it.\n# TYPE tally_shard_end_offset gauge\n");
-    for (const node::ShardInfo& info : shards) {
-      absl::StrAppend(&out, "tally_shard_end_offset{", labels(info), "} ",
-                      std::max(info.end_offset, info.applied_offset), "\n");
-    }
-    absl::StrAppend(&out,
-                    "# HELP tally_shard_lag Reports the shard has yet to reflect (while "
-                    "restoring: left to restore).\n# TYPE tally_shard_lag gauge\n");
-    for (const node::ShardInfo& info : shards) {
-      absl::StrAppend(&out, "tally_shard_lag{", labels(info), "} ",
-                      std::max<int64_t>(0, info.end_offset - info.applied_offset), "\n");
-    }
+    auto gauge = [&](absl::string_view name, absl::string_view help,
+                     int64_t (*value)(const node::ShardInfo&)) {
+      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n");
+      for (const node::ShardInfo& info : shards) {
+        absl::StrAppend(&out, name, "{", labels(info), "} ", value(info), "\n");
+      }
+    };
+    gauge("tally_shard_applied_offset", "Next reports-topic offset the shard has yet to reflect.",
+          [](const node::ShardInfo& info) { return info.applied_offset; });
+    gauge(
+        "tally_shard_end_offset", "End of the reports partition as the node last saw it.",
+        [](const node::ShardInfo& info) { return std::max(info.end_offset, info.applied_offset); });
+    gauge("tally_shard_lag",
+          "Reports the shard has yet to reflect (while restoring: left to restore).",
+          [](const node::ShardInfo& info) { return info.lag(); });
   }
   if (feed_ != nullptr) {
     const watch::FeedStats stats = feed_->Stats();
