@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -91,28 +92,28 @@ void Router::Write(const Scenario& scenario, absl::StatusOr<records::v1::ReportR
 template <typename Response>
 absl::StatusOr<Response> Router::Route(
     const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
-    const std::function<absl::StatusOr<Response>(ShardClient&, absl::Time)>& read) const {
+    absl::FunctionRef<absl::StatusOr<Response>(ShardClient&, absl::Time)> read) const {
   absl::Status last = absl::UnavailableError(absl::StrCat(
       "no alive node holds partition ", partition, " of scenario ", scenario, "; retry"));
   std::shared_ptr<const RoutingTable> table = routes_.Current();
-  std::vector<std::shared_ptr<ShardClient>> copies;
+  // The copies to try, in order; `table` keeps their clients alive. Inline: no allocation per read.
+  absl::InlinedVector<ShardClient*, 4> copies;
   while (true) {
     const PartitionRoute* route = table->Find(scenario, partition);
     copies.clear();
     const absl::Time now = absl::Now();
     if (route != nullptr) {
-      std::shared_ptr<ShardClient> active =
-          route->active.has_value() ? route->active->node->client : nullptr;
+      ShardClient* active = route->active.has_value() ? route->active->node->client.get() : nullptr;
       const bool active_first = active != nullptr && (max_lag == 0 || !active->Unreachable(now));
       if (active_first) copies.push_back(active);
       if (max_lag > 0) {
         for (const Copy& standby : route->standbys) {  // least lag first
           if (standby.lag() <= max_lag && standby.node->client != nullptr) {
-            copies.push_back(standby.node->client);
+            copies.push_back(standby.node->client.get());
           }
         }
         std::stable_partition(copies.begin() + (active_first ? 1 : 0), copies.end(),
-                              [now](const auto& c) { return !c->Unreachable(now); });
+                              [now](const ShardClient* c) { return !c->Unreachable(now); });
       }
       if (active != nullptr && !active_first) copies.push_back(active);
       if (copies.empty() && !route->restoring.empty()) {
@@ -126,8 +127,8 @@ absl::StatusOr<Response> Router::Route(
       const absl::Time attempt_deadline =
           sliced ? std::min(deadline, absl::Now() + kAttemptTimeout) : deadline;
       absl::StatusOr<Response> response = read(*copies[i], attempt_deadline);
-      const bool slice_ran_out = sliced && absl::IsDeadlineExceeded(response.status()) &&
-                                 attempt_deadline < deadline;
+      const bool slice_ran_out =
+          sliced && absl::IsDeadlineExceeded(response.status()) && attempt_deadline < deadline;
       if (response.ok() || (!Retryable(response.status()) && !slice_ran_out)) return response;
       if (slice_ran_out || absl::IsUnavailable(response.status())) {
         copies[i]->MarkUnreachable(absl::Now() + kUnreachableFor);
@@ -175,11 +176,11 @@ absl::StatusOr<v1::GetStateResponse> Router::Get(const v1::GetStateRequest& requ
   }
   // A read after a write (min_token) waits on the active copy: standbys do not wait for offsets.
   const int64_t max_lag = shard_request.min_offset() >= 0 ? 0 : request.max_lag();
-  auto shard_response = Route<internal::v1::ShardGetResponse>(
-      request.scenario(), partition, max_lag, deadline,
-      [&](ShardClient& client, absl::Time attempt_deadline) {
-        return client.Get(shard_request, attempt_deadline);
-      });
+  auto shard_response =
+      Route<internal::v1::ShardGetResponse>(request.scenario(), partition, max_lag, deadline,
+                                            [&](ShardClient& client, absl::Time attempt_deadline) {
+                                              return client.Get(shard_request, attempt_deadline);
+                                            });
   if (!shard_response.ok()) return shard_response.status();
   if (!shard_response->found()) {
     return absl::NotFoundError(absl::StrCat("object_key: \"", request.object_key().substr(0, 64),

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/router/membership_view.h"
@@ -82,7 +83,7 @@ class Router {
   template <typename Response>
   absl::StatusOr<Response> Route(
       const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
-      const std::function<absl::StatusOr<Response>(ShardClient&, absl::Time)>& read) const;
+      absl::FunctionRef<absl::StatusOr<Response>(ShardClient&, absl::Time)> read) const;
 
   // Constant after construction.
   const config::v1::Config& config_;
