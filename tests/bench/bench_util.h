@@ -1,10 +1,10 @@
 #ifndef TALLY_TESTS_BENCH_BENCH_UTIL_H_
 #define TALLY_TESTS_BENCH_BENCH_UTIL_H_
 
-// What the cluster benchmarks (ingest, read, list, fail-over) share: a unary-call load generator
-// on gRPC's callback API (closed loop for the maximum rate, open loop for latency at a fixed
-// rate), percentiles, resident memory of a process, loading objects straight into a scenario's
-// reports topic, and waiting until the consumer group has applied every report.
+// What the cluster benchmarks (ingest, read, list, fail-over, watch) share: a unary-call load
+// generator on gRPC's callback API (closed loop for the maximum rate, open loop for latency at a
+// fixed rate), percentiles, resident memory of a process, loading objects straight into a
+// scenario's reports topic, and waiting until the consumer group has applied every report.
 //
 // Thread safety: Load*() may be called from one thread at a time; the StartCall passed in is
 // called from that thread and from gRPC's callback threads.

@@ -10,10 +10,9 @@
 //
 //   watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=100] [PACE_MS=200]
 
-#include <algorithm>
-#include <atomic>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -30,6 +29,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "tally/v1/state.grpc.pb.h"
+#include "tests/bench/bench_util.h"
 #include "tests/integration/cluster.h"
 #include "tests/integration/watch_reactor.h"
 #include "tests/testing/wait.h"
@@ -87,22 +87,6 @@ std::string LoadAverage() {
   return absl::StrCat(a, " ", b, " ", c);
 }
 
-int64_t RssKiB(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return 0;
-}
-
-double Percentile(std::vector<int64_t> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t i = std::min(values.size() - 1, static_cast<size_t>(p * (values.size() - 1)));
-  return values[i] / 1000.0;  // ms
-}
-
 // Writes `events` changes, one every `pace`, and waits until every watcher has them all.
 bool Drive(TestCluster& cluster, std::vector<std::unique_ptr<LatencyWatcher>>& watchers,
            int events, absl::Duration pace, int round) {
@@ -134,7 +118,7 @@ int Main(int argc, char** argv) {
   // the cores the router runs on, so it spends none on that.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (argc < 2) {
-    std::cerr << "usage: watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=200]\n";
+    std::cerr << "usage: watch_bench BOOTSTRAP [WATCHERS=10000] [EVENTS=100] [PACE_MS=200]\n";
     return 2;
   }
   const std::string bootstrap = argv[1];
@@ -166,11 +150,8 @@ int Main(int argc, char** argv) {
   }
 
   std::vector<std::unique_ptr<v1::StateService::Stub>> stubs;
-  for (int c = 0; c < 16; ++c) {
-    grpc::ChannelArguments args;
-    args.SetInt("tally.bench.connection", c);
-    stubs.push_back(v1::StateService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  for (auto& channel : bench::Channels(address, 16)) {
+    stubs.push_back(v1::StateService::NewStub(channel));
   }
   auto registered = [](std::vector<std::unique_ptr<LatencyWatcher>>& ws) {
     return WaitFor(
@@ -195,14 +176,14 @@ int Main(int argc, char** argv) {
 
   // N watchers.
   const pid_t pid = cluster.process("n1").pid();
-  const int64_t rss_before = RssKiB(pid);
+  const int64_t rss_before = bench::RssKiB(pid);
   std::vector<std::unique_ptr<LatencyWatcher>> many;
   for (int i = 0; i < n; ++i) many.push_back(std::make_unique<LatencyWatcher>(*stubs[i % 16]));
   if (!registered(many)) {
     std::cerr << "watchers did not all register\n";
     return 1;
   }
-  const int64_t rss_after = RssKiB(pid);
+  const int64_t rss_after = bench::RssKiB(pid);
   const std::string load_before = LoadAverage();
   const absl::Duration router_cpu_before = CpuTime(pid), client_cpu_before = CpuTime(getpid());
   if (!Drive(cluster, many, events, pace, 1)) {
@@ -219,9 +200,10 @@ int Main(int argc, char** argv) {
   }
   for (auto& w : many) w->Stop();
 
-  const double empty_p50 = Percentile(empty_us, 0.5), empty_p99 = Percentile(empty_us, 0.99);
-  const double one_p50 = Percentile(one_us, 0.5), one_p99 = Percentile(one_us, 0.99);
-  const double many_p50 = Percentile(many_us, 0.5), many_p99 = Percentile(many_us, 0.99);
+  auto ms = [](const std::vector<int64_t>& us, double q) { return bench::Percentile(us, q, 1e3); };
+  const double empty_p50 = ms(empty_us, 0.5), empty_p99 = ms(empty_us, 0.99);
+  const double one_p50 = ms(one_us, 0.5), one_p99 = ms(one_us, 0.99);
+  const double many_p50 = ms(many_us, 0.5), many_p99 = ms(many_us, 0.99);
   std::cout << absl::StrFormat(
       "%d watchers on one router, %d changes one every %s; latency from the change's time to "
       "receipt.\n\n",
