@@ -99,6 +99,25 @@ bool TestCluster::WaitAllActive(const std::string& via, const std::set<std::stri
       timeout);
 }
 
+bool TestCluster::StandbysCaughtUp(const std::string& via,
+                                   const std::map<int32_t, int64_t>& applied) {
+  auto cluster = Describe(via);
+  if (!cluster.ok()) return false;
+  for (const v1::PartitionInfo& p : cluster->partitions()) {
+    if (p.status() != v1::ACTIVE) return false;
+    auto it = applied.find(p.partition());
+    const int64_t needed = it == applied.end() ? 0 : it->second;
+    bool active = false, standby = false;
+    for (const v1::CopyInfo& copy : p.copies()) {
+      if (copy.applied_offset() < needed) continue;
+      active |= copy.status() == v1::ACTIVE;
+      standby |= copy.status() == v1::STANDBY && copy.node() != p.active_node();
+    }
+    if (!active || !standby) return false;
+  }
+  return true;
+}
+
 std::string TestCluster::Logs() const {
   std::string out;
   for (const auto& [id, process] : processes_) {

@@ -5,6 +5,7 @@
 // majority reducer), processes started by id with their roles, gRPC stubs to each, and waits on
 // DescribeCluster. Not thread-safe, except the stubs (gRPC stubs are).
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
@@ -55,6 +56,11 @@ class TestCluster {
   // Waits until every partition is ACTIVE and each of `owners` owns one. False on timeout.
   bool WaitAllActive(const std::string& via, const std::set<std::string>& owners,
                      absl::Duration timeout = absl::Seconds(90));
+  // True once every partition is ACTIVE and has an active copy and a STANDBY copy on another
+  // node that have both applied its reports up to `applied[partition]` (applied_offset, the next
+  // report a copy has yet to reflect, at least that: e.g. the offset of the partition's last
+  // acknowledged write + 1). A partition missing from `applied` needs only the two copies.
+  bool StandbysCaughtUp(const std::string& via, const std::map<int32_t, int64_t>& applied);
 
   // A bearer token for the cluster's own DescribeCluster calls (when auth is on).
   void set_admin_token(std::string token) { admin_token_ = std::move(token); }

@@ -11,20 +11,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
 #include <string>
-#include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
+#include "server/router/tokens.h"
 #include "tally/v1/state.grpc.pb.h"
 #include "tests/integration/cluster.h"
 #include "tests/testing/kafka_bootstrap.h"
@@ -87,6 +86,10 @@ class StandbyTest : public ::testing::Test {
       ASSERT_TRUE(status.ok()) << key << ": " << status.error_message();
       model_[key] = state;
       tokens_[key] = response.token();
+      auto token = router::ParseWriteToken(response.token(), "token");
+      ASSERT_TRUE(token.ok()) << key << ": " << token.status();
+      int64_t& applied = applied_[token->partition];
+      applied = std::max(applied, token->offset + 1);
     }
   }
 
@@ -117,42 +120,12 @@ class StandbyTest : public ::testing::Test {
     return "";
   }
 
-  // True once every partition has an active copy and a readable standby (STANDBY) on another
-  // node that both reflect every acknowledged report: applied offsets past the offset of the
-  // partition's last write token ("w1.<partition>.<offset>").
-  bool StandbysCaughtUp(const std::string& via) {
-    std::map<int32_t, int64_t> last_write;
-    for (const auto& [key, token] : tokens_) {
-      std::vector<std::string> parts = absl::StrSplit(token, '.');
-      int32_t partition = 0;
-      int64_t offset = 0;
-      if (parts.size() != 3 || !absl::SimpleAtoi(parts[1], &partition) ||
-          !absl::SimpleAtoi(parts[2], &offset)) {
-        ADD_FAILURE() << "unexpected token " << token;
-        return false;
-      }
-      last_write[partition] = std::max(last_write[partition], offset);
-    }
-    auto cluster = cluster_->Describe(via);
-    if (!cluster.ok()) return false;
-    for (const v1::PartitionInfo& p : cluster->partitions()) {
-      if (p.status() != v1::ACTIVE) return false;
-      auto written = last_write.find(p.partition());
-      const int64_t needed = written == last_write.end() ? 0 : written->second + 1;
-      bool active = false, standby = false;
-      for (const v1::CopyInfo& copy : p.copies()) {
-        if (copy.applied_offset() < needed) continue;
-        active |= copy.status() == v1::ACTIVE;
-        standby |= copy.status() == v1::STANDBY && copy.node() != p.active_node();
-      }
-      if (!active || !standby) return false;
-    }
-    return true;
-  }
-
   std::unique_ptr<TestCluster> cluster_;
   std::map<std::string, std::string> model_;   // key → last acknowledged state
   std::map<std::string, std::string> tokens_;  // key → write token of that report
+  // partition → the offset after its last acknowledged report (what a copy reflecting every
+  // report has applied)
+  std::map<int32_t, int64_t> applied_;
 };
 
 TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOverWithItsData) {
@@ -167,7 +140,8 @@ TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOv
   ASSERT_TRUE(cluster_->WaitAllActive("n2", {"n1", "n2"})) << cluster_->Logs();
   WriteAll("n2", 200, rng);
   WriteAll("n1", 200, rng);  // every key twice: standbys apply overwrites, not only inserts
-  ASSERT_TRUE(WaitFor([&] { return StandbysCaughtUp("n2"); }, absl::Seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return cluster_->StandbysCaughtUp("n2", applied_); }, absl::Seconds(60)))
       << cluster_->Describe("n2")->DebugString();
   EXPECT_EQ(CheckAll("n2", 0), "");
 
@@ -267,7 +241,8 @@ TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOv
   // n1 comes back with its data dir; the partitions spread again and the states hold.
   ASSERT_TRUE(cluster_->Restart("n1").ok());
   WriteAll("n1", 50, rng);
-  ASSERT_TRUE(WaitFor([&] { return StandbysCaughtUp("n2"); }, absl::Seconds(90)))
+  ASSERT_TRUE(
+      WaitFor([&] { return cluster_->StandbysCaughtUp("n2", applied_); }, absl::Seconds(90)))
       << cluster_->Describe("n2")->DebugString();
   EXPECT_EQ(CheckAll("n1", 0), "");
   EXPECT_EQ(CheckAll("n2", kAnyLag), "");
