@@ -9,7 +9,7 @@
 // The clients run on the same 2 cores as the servers and the broker: a client's CPU bounds its
 // rates too, which is why each rate is given as a ratio to the empty call by the same client.
 //
-//   read_bench BOOTSTRAP DATA_DIR [GHZ] [OBJECTS=100000] [RATE=20000] [SECONDS=8]
+//   read_bench BOOTSTRAP [GHZ] [OBJECTS=100000] [RATE=20000] [SECONDS=8]
 // GHZ: path of the ghz binary, "" to skip; run from the repository root (it reads proto/).
 
 #include <algorithm>
@@ -147,16 +147,15 @@ int Main(int argc, char** argv) {
   // Debian's Abseil keeps debug deadlock detection on (every Mutex lock, gRPC's too, updates a
   // global graph): the load generator's CPU comes out of the servers' cores, so turn it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  if (argc < 3) {
-    std::cerr << "usage: read_bench BOOTSTRAP DATA_DIR [GHZ] [OBJECTS=100000] [RATE=20000] "
-                 "[SECONDS=8]\n";
+  if (argc < 2) {
+    std::cerr << "usage: read_bench BOOTSTRAP [GHZ] [OBJECTS=100000] [RATE=20000] [SECONDS=8]\n";
     return 2;
   }
-  const std::string bootstrap = argv[1], data_dir = argv[2];
-  const std::string ghz = argc > 3 ? argv[3] : "";
-  const int64_t objects = argc > 4 ? std::stoll(argv[4]) : 100'000;
-  const double rate = argc > 5 ? std::stod(argv[5]) : 20'000;
-  const absl::Duration duration = absl::Seconds(argc > 6 ? std::stoi(argv[6]) : 8);
+  const std::string bootstrap = argv[1];
+  const std::string ghz = argc > 2 ? argv[2] : "";
+  const int64_t objects = argc > 3 ? std::stoll(argv[3]) : 100'000;
+  const double rate = argc > 4 ? std::stod(argv[4]) : 20'000;
+  const absl::Duration duration = absl::Seconds(argc > 5 ? std::stoi(argv[5]) : 8);
 
   test::TestCluster cluster(bootstrap, 1);
   if (absl::Status s = cluster.StartNode("n1"); !s.ok()) return std::cerr << s << "\n", 1;
@@ -295,16 +294,6 @@ int Main(int argc, char** argv) {
           ? "met"
           : absl::StrCat("NOT met (measured at ", Thousands(via_router.rate), "/s)"),
       via_router.p50_us - direct.p50_us <= 100 ? "met" : "NOT met");
-  std::FILE* dat = std::fopen((data_dir + "/read_rates.dat").c_str(), "w");
-  if (dat != nullptr) {
-    for (const auto& table : {rows, ghz_rows}) {
-      for (const Row& row : table) {
-        std::fprintf(dat, "\"%s\" %.0f %.0f %.0f\n", row.name.c_str(), row.max_per_second,
-                     row.p50_us, row.p99_us);
-      }
-    }
-    std::fclose(dat);
-  }
   return 0;
 }
 

@@ -110,8 +110,7 @@ EOF
 fi
 if selected read; then
   (cd "$root" && bench read "Point reads: GetState" "$build/tests/bench/read_bench" "$bootstrap" \
-    "$work" "$TALLY_TOOLS_BIN/ghz" "${READ_OBJECTS:-100000}" "${READ_RATE:-20000}" \
-    "${READ_SECONDS:-8}")
+    "$TALLY_TOOLS_BIN/ghz" "${READ_OBJECTS:-100000}" "${READ_RATE:-20000}" "${READ_SECONDS:-8}")
   plot_table "$results/read.md" 2 "calls/s (closed loop)" "$results/read.png"
   plot_table "$results/read.md" 5 "p99 µs at ${READ_RATE:-20000}/s" "$results/read_p99.png"
 fi
