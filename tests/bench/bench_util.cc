@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/kafka/admin.h"
 #include "server/kafka/partitioner.h"
 #include "server/router/requests.h"
 #include "tests/integration/node_harness.h"
@@ -53,6 +54,10 @@ class Recorder {
 };
 
 int64_t NowNs() { return absl::GetCurrentTimeNanos(); }
+
+std::string ReportsTopic(const test::TestCluster& cluster) {
+  return absl::StrCat(cluster.app(), ".", test::TestCluster::kScenario, ".reports");
+}
 
 }  // namespace
 
@@ -191,7 +196,7 @@ absl::Status LoadObjects(const std::string& bootstrap, test::TestCluster& cluste
                          int64_t objects) {
   auto client = test::KafkaTestClient::Create(bootstrap);
   if (!client.ok()) return client.status();
-  const std::string topic = absl::StrCat(cluster.app(), ".", test::TestCluster::kScenario, ".reports");
+  const std::string topic = ReportsTopic(cluster);
   for (int64_t i = 0; i < objects; ++i) {
     records::v1::ReportRecord record = ReportOf(i, "a1", i % 3 ? "ok" : "attack");
     const std::string value = record.SerializeAsString();
@@ -210,7 +215,7 @@ absl::Status WaitApplied(const std::string& bootstrap, test::TestCluster& cluste
                          absl::Duration timeout) {
   auto client = test::KafkaTestClient::Create(bootstrap);
   if (!client.ok()) return client.status();
-  const std::string topic = absl::StrCat(cluster.app(), ".", test::TestCluster::kScenario, ".reports");
+  const std::string topic = ReportsTopic(cluster);
   absl::Status last;
   bool done = test::WaitFor(
       [&] {
@@ -223,6 +228,19 @@ absl::Status WaitApplied(const std::string& bootstrap, test::TestCluster& cluste
   return absl::DeadlineExceededError(
       absl::StrCat("the node did not apply every report in ", absl::FormatDuration(timeout),
                    last.ok() ? "" : absl::StrCat(" (", last.ToString(), ")")));
+}
+
+absl::StatusOr<std::map<int32_t, int64_t>> ReportsEnd(const std::string& bootstrap,
+                                                      test::TestCluster& cluster) {
+  auto admin = kafka::Admin::Create({{"bootstrap.servers", bootstrap}});
+  if (!admin.ok()) return admin.status();
+  std::map<int32_t, int64_t> end;
+  for (int32_t p = 0; p < cluster.partitions(); ++p) {
+    auto marks = (*admin)->WatermarkOffsets(ReportsTopic(cluster), p);
+    if (!marks.ok()) return marks.status();
+    end[p] = marks->second;
+  }
+  return end;
 }
 
 }  // namespace tally::bench

@@ -13,11 +13,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/storage/shard.h"
@@ -102,6 +104,10 @@ absl::Status LoadObjects(const std::string& bootstrap, test::TestCluster& cluste
 // Waits (up to `timeout`) until the cluster's consumer group has committed every report.
 absl::Status WaitApplied(const std::string& bootstrap, test::TestCluster& cluster,
                          absl::Duration timeout);
+// Where each partition of the cluster's reports topic ends: the applied offset of a copy that
+// reflects every report, for TestCluster::StandbysCaughtUp.
+absl::StatusOr<std::map<int32_t, int64_t>> ReportsEnd(const std::string& bootstrap,
+                                                      test::TestCluster& cluster);
 
 }  // namespace tally::bench
 

@@ -32,21 +32,6 @@ namespace {
 constexpr int kPartitions = 6;
 constexpr absl::Duration kSessionTimeout = test::TestCluster::kSessionTimeout;
 
-// True once every partition is active with lag 0 and has a caught-up standby on another node.
-bool StandbysCaughtUp(test::TestCluster& cluster, const std::string& via) {
-  auto described = cluster.Describe(via);
-  if (!described.ok()) return false;
-  for (const v1::PartitionInfo& p : described->partitions()) {
-    if (p.status() != v1::ACTIVE || p.lag() != 0) return false;
-    bool standby = false;
-    for (const v1::CopyInfo& copy : p.copies()) {
-      standby |= copy.status() == v1::STANDBY && copy.node() != p.active_node() && copy.lag() == 0;
-    }
-    if (!standby) return false;
-  }
-  return true;
-}
-
 struct Run {
   absl::Duration fresh = absl::InfiniteDuration(), bounded = absl::InfiniteDuration();
   std::string bounded_served_by;
@@ -138,9 +123,11 @@ int Main(int argc, char** argv) {
     std::cerr << s << "\n" << cluster.Logs();
     return 1;
   }
+  auto end = ReportsEnd(bootstrap, cluster);
+  if (!end.ok()) return std::cerr << end.status() << "\n", 1;
   std::vector<Run> results;
   for (int r = 0; r < runs; ++r) {
-    if (!test::WaitFor([&] { return StandbysCaughtUp(cluster, "r1"); }, absl::Seconds(180))) {
+    if (!test::WaitFor([&] { return cluster.StandbysCaughtUp("r1", *end); }, absl::Seconds(180))) {
       std::cerr << "standbys did not catch up\n" << cluster.Logs();
       return 1;
     }
