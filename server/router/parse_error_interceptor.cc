@@ -4,6 +4,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/unknown_field_set.h"
 
 namespace tally::router {
 namespace {
@@ -21,11 +23,7 @@ class ParseErrorInterceptor final : public grpc::experimental::Interceptor {
       if ((status.error_code() == grpc::StatusCode::INTERNAL ||
            status.error_code() == grpc::StatusCode::UNIMPLEMENTED) &&
           status.error_message().empty()) {
-        methods->ModifySendStatus(grpc::Status(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            absl::StrCat("the request to ", method_,
-                         " does not parse: every string field must be valid UTF-8, and the "
-                         "message must be the method's request type")));
+        methods->ModifySendStatus(RequestDoesNotParse(method_));
       }
     }
     methods->Proceed();
@@ -54,6 +52,37 @@ class Factory final : public grpc::experimental::ServerInterceptorFactoryInterfa
 };
 
 }  // namespace
+
+grpc::Status RequestDoesNotParse(const std::string& method) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("the request to ", method,
+                                   " does not parse: every string field must be valid UTF-8, and "
+                                   "the message must be the method's request type"));
+}
+
+grpc::Status RequestDoesNotParse(const std::string& method,
+                                 const google::protobuf::Message& prototype,
+                                 const std::string& bytes) {
+  // Without the type, the bytes split into fields; the first that does not parse alone as one
+  // of the type's fields (in proto3, a string that is not UTF-8) is the one to name.
+  google::protobuf::UnknownFieldSet fields;
+  if (!fields.ParseFromString(bytes)) return RequestDoesNotParse(method);
+  std::unique_ptr<google::protobuf::Message> probe(prototype.New());
+  for (int i = 0; i < fields.field_count(); ++i) {
+    google::protobuf::UnknownFieldSet one;
+    one.AddField(fields.field(i));
+    std::string field_bytes;
+    if (!one.SerializeToString(&field_bytes) || probe->ParseFromString(field_bytes)) continue;
+    const google::protobuf::FieldDescriptor* field =
+        prototype.GetDescriptor()->FindFieldByNumber(fields.field(i).number());
+    if (field == nullptr) break;
+    const bool string = field->type() == google::protobuf::FieldDescriptor::TYPE_STRING;
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat(field->name(), string ? ": must be valid UTF-8" : ": does not parse"));
+  }
+  return RequestDoesNotParse(method);
+}
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewParseErrorInterceptor() {
   return std::make_unique<Factory>();

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/node/shard_service.h"
+#include "server/router/parse_error_interceptor.h"
 
 namespace tally::router {
 namespace {
@@ -279,11 +280,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StateService::WatchState(
   grpc::ByteBuffer bytes(*raw_request);  // a reference: Deserialize consumes its buffer
   if (bytes.Valid() &&
       !grpc::SerializationTraits<v1::WatchStateRequest>::Deserialize(&bytes, &request).ok()) {
-    // What ParseErrorInterceptor says for the methods gRPC deserializes.
-    return new Refused<WatchReactor>(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        "the request to /tally.v1.StateService/WatchState does not parse: every string field "
-        "must be valid UTF-8, and the message must be the method's request type"));
+    grpc::Slice slice;
+    (void)raw_request->DumpToSingleSlice(&slice);
+    return new Refused<WatchReactor>(RequestDoesNotParse(
+        "/tally.v1.StateService/WatchState", request,
+        std::string(reinterpret_cast<const char*>(slice.begin()), slice.size())));
   }
   auto principal = auth_.Authorize(context->client_metadata(), auth::kReader, "WatchState");
   if (!principal.ok()) return new Refused<WatchReactor>(ToGrpcStatus(principal.status()));
