@@ -1,5 +1,6 @@
 #include "server/router/services.h"
 
+#include <cassert>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -74,9 +75,12 @@ class ReportStream final
     auto done = [state, index](absl::StatusOr<std::string> token) {
       std::unique_lock lock(state->mu);
       --state->in_flight;
-      // Slots hold consecutive indices and leave from the front only once answered, so this
-      // one is still there, at its distance from the front (a scan was the stream's largest
-      // cost with a thousand reports in flight).
+      // Slots hold consecutive indices and leave only from the front, once their answer is
+      // written, which needs this call first; nothing else removes them, not even the end of
+      // the stream. So this one is still there, at its distance from the front (a scan was the
+      // stream's largest cost with a thousand reports in flight).
+      assert(!state->pending.empty() && index >= state->pending.front().index &&
+             index - state->pending.front().index < state->pending.size());
       Slot& slot = state->pending[index - state->pending.front().index];
       slot.done = true;
       if (token.ok()) {
