@@ -169,6 +169,7 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
   agents_->Stop(absl::Seconds(60));
   ASSERT_THAT(agents_->unacknowledged(), ::testing::IsEmpty())
       << "reports never acknowledged: their outcome is unknown";
+  ASSERT_THAT(oracle_.errors(), ::testing::IsEmpty());
   const std::map<std::string, Oracle::Expected> expected = oracle_.ExpectedStates();
   ASSERT_EQ(expected.size(), keys_.size());
   for (const auto& [key, e] : expected) ASSERT_EQ(e.votes.size(), size_t{kAgents}) << key;
@@ -176,7 +177,9 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
   // 2. Read-your-writes: the last acknowledged write of every partition is applied.
   RouterPool::Choice router = pool_.Pick(0);
   ASSERT_NE(router.stub, nullptr);
-  for (const auto& [partition, write] : oracle_.LastWrites()) {
+  const std::map<int32_t, Oracle::LastWrite> last_writes = oracle_.LastWrites();
+  ASSERT_EQ(last_writes.size(), size_t{kPartitions}) << "a partition without a write";
+  for (const auto& [partition, write] : last_writes) {
     v1::GetStateRequest request;
     request.set_scenario(TestCluster::kScenario);
     request.set_object_key(write.key);

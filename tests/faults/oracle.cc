@@ -1,29 +1,23 @@
 #include "tests/faults/oracle.h"
 
-#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/router/tokens.h"
 #include "tests/integration/reducer_model.h"
 
 namespace tally::test {
 
 void Oracle::Acknowledge(const std::string& key, const std::string& agent,
                          const std::string& state, const std::string& token) {
-  const size_t dot = token.rfind('.');
-  int64_t offset = -1;
-  const bool parsed =
-      dot != std::string::npos && absl::SimpleAtoi(token.substr(dot + 1), &offset);
+  auto parsed = router::ParseWriteToken(token, "token");
   std::lock_guard lock(mu_);
   votes_[key][agent] = state;
   ++acknowledged_;
-  if (!parsed) return;  // the final check then fails on the votes, not here
-  LastWrite& last = last_writes_[token.substr(0, dot)];
-  if (offset > last.offset) last = {key, token, offset};
-}
-
-std::vector<std::string> Oracle::Keys() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::string> keys;
-  for (const auto& [key, votes] : votes_) keys.push_back(key);
-  return keys;
+  if (!parsed.ok()) {
+    errors_.push_back(absl::StrCat(agent, " ", key, "=", state, ": ", parsed.status().message()));
+    return;
+  }
+  LastWrite& last = last_writes_[parsed->partition];
+  if (parsed->offset > last.offset) last = {key, token, parsed->offset};
 }
 
 bool Oracle::Acknowledged(const std::string& key) const {
@@ -47,9 +41,14 @@ std::map<std::string, Oracle::Expected> Oracle::ExpectedStates() const {
   return out;
 }
 
-std::map<std::string, Oracle::LastWrite> Oracle::LastWrites() const {
+std::map<int32_t, Oracle::LastWrite> Oracle::LastWrites() const {
   std::lock_guard lock(mu_);
   return last_writes_;
+}
+
+std::vector<std::string> Oracle::errors() const {
+  std::lock_guard lock(mu_);
+  return errors_;
 }
 
 }  // namespace tally::test
