@@ -1,7 +1,10 @@
 #include "tests/faults/private_broker.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -11,7 +14,38 @@
 
 namespace tally::test {
 
-PrivateBroker::~PrivateBroker() { (void)Stop(); }
+PrivateBroker::PrivateBroker() {
+  // The watchdog waits for SIGTERM, which the kernel sends it when the test's thread that
+  // created it exits (PR_SET_PDEATHSIG); the signal is blocked first, so it stays pending until
+  // sigwait takes it. Then it stops the broker and removes the directory. Everything it needs is
+  // made before the fork: after it, only async-signal-safe calls.
+  // (Its output goes nowhere: the test's pipes must close when the test dies.)
+  const std::string script = absl::StrCat("exec >/dev/null 2>&1; ", KAFKA_SH, " stop --dir '",
+                                          dir_.path(), "/kafka'; rm -rf '", dir_.path(), "'");
+  const pid_t parent = getpid();
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  watchdog_ = fork();
+  if (watchdog_ == 0) {
+    sigprocmask(SIG_BLOCK, &term, nullptr);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == parent) {
+      int received = 0;
+      sigwait(&term, &received);
+    }
+    execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+}
+
+PrivateBroker::~PrivateBroker() {
+  (void)Stop();
+  if (watchdog_ > 0) {
+    kill(watchdog_, SIGKILL);
+    waitpid(watchdog_, nullptr, 0);
+  }
+}
 
 absl::StatusOr<std::string> PrivateBroker::Run(const std::string& command) {
   const std::string line =

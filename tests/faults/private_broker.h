@@ -3,7 +3,11 @@
 
 // A Kafka broker of one test's own (deploy/kafka/kafka.sh in a temporary directory), for tests
 // that stop and start the broker: the shared broker of tests/run.sh must never be restarted.
+// The broker runs in a session of its own, so a watchdog process stops it and removes its
+// directory if the test dies without running destructors (a crash, a ctest timeout).
 // Not thread-safe.
+
+#include <sys/types.h>
 
 #include <string>
 
@@ -14,8 +18,8 @@ namespace tally::test {
 
 class PrivateBroker {
  public:
-  PrivateBroker() = default;
-  ~PrivateBroker();  // always stops the broker
+  PrivateBroker();   // starts the watchdog
+  ~PrivateBroker();  // always stops the broker, then the watchdog
 
   // Starts the broker (formatting the directory the first time; later starts keep its data and
   // port: a broker restart). Returns the bootstrap address.
@@ -28,6 +32,7 @@ class PrivateBroker {
  private:
   absl::StatusOr<std::string> Run(const std::string& command);
   TempDir dir_;
+  pid_t watchdog_ = -1;
 };
 
 }  // namespace tally::test
