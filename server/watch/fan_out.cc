@@ -1,5 +1,7 @@
 #include "server/watch/fan_out.h"
 
+#include <algorithm>
+
 namespace tally::watch {
 
 FanOut::FanOut(int threads) : threads_(std::max(1, threads)) {
