@@ -10,6 +10,23 @@ namespace {
 
 constexpr absl::Duration kRebuildInterval = absl::Milliseconds(500);
 
+// Operators follow fail-overs by these lines: a node's turn from alive to dead and back.
+void LogLivenessChanges(const RoutingTable& before, const RoutingTable& after) {
+  absl::flat_hash_map<std::string, bool> was_alive;
+  for (const auto& node : before.nodes()) was_alive[node->member.node_id()] = node->alive;
+  for (const auto& node : after.nodes()) {
+    auto it = was_alive.find(node->member.node_id());
+    const bool known = it != was_alive.end();
+    if (known && it->second == node->alive) continue;
+    if (!known && !node->alive) continue;  // e.g. records of long-gone nodes read at start
+    log::Info(node->alive ? "node alive" : "node dead",
+              {{"node", node->member.node_id()},
+               {"endpoint", node->member.endpoint()},
+               {"heartbeat_ms", node->member.heartbeat_ms()},
+               {"leaving", node->member.leaving()}});
+  }
+}
+
 }  // namespace
 
 MembershipView::MembershipView(const config::v1::Config& config, ShardClientFactory factory)
@@ -24,12 +41,17 @@ absl::Status MembershipView::Start(absl::Time ready_deadline) {
                                 {"enable.auto.commit", "false"},
                                 {"enable.auto.offset.store", "false"},
                                 {"fetch.wait.max.ms", "50"},
+                                {"reconnect.backoff.max.ms", "1000"},
                                 {"client.id", "tally-router-members"}});
   if (!conf.ok()) return conf.status();
   auto consumer = kafka::NewHandle(RD_KAFKA_CONSUMER, std::move(*conf));
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(*consumer);
   rd_kafka_poll_set_consumer(consumer_.get());
+  {
+    absl::MutexLock lock(&mu_);
+    last_record_at_ = absl::Now();
+  }
 
   // Where the records that exist now end: reading up to there makes the view complete.
   int64_t low = 0, high = 0;
@@ -104,6 +126,27 @@ bool MembershipView::Apply(const rd_kafka_message_t& msg) {
     return false;
   }
   absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  // Nodes heartbeat every interval, so a silence of the whole topic longer than two of them means
+  // this tail could not read (Kafka unreachable, or this process stalled), not that all died.
+  std::shared_ptr<const RoutingTable> table = table_.load();
+  int64_t silence_ms = 1000;
+  for (const auto& node : table->nodes()) {
+    if (node->alive) {
+      silence_ms = std::max<int64_t>(silence_ms, 2 * node->member.heartbeat_interval_ms());
+    }
+  }
+  if (now - last_record_at_ > absl::Milliseconds(silence_ms)) {
+    resumption_.at_ms = absl::ToUnixMillis(now);
+    resumption_.nodes.clear();
+    for (const auto& node : table->nodes()) {
+      if (node->alive) resumption_.nodes.insert(node->member.node_id());
+    }
+    log::Info("the members topic is read again after a silence; its nodes count as heard from now",
+              {{"silent_ms", absl::ToInt64Milliseconds(now - last_record_at_)},
+               {"alive_nodes", static_cast<int64_t>(resumption_.nodes.size())}});
+  }
+  last_record_at_ = now;
   members_[record.node_id()] = std::move(record);
   return true;
 }
@@ -111,8 +154,10 @@ bool MembershipView::Apply(const rd_kafka_message_t& msg) {
 void MembershipView::Rebuild() {
   absl::MutexLock lock(&mu_);
   std::shared_ptr<const RoutingTable> previous = table_.load();
-  table_.store(std::make_shared<const RoutingTable>(
-      ++version_, members_, absl::ToUnixMillis(absl::Now()), previous.get(), factory_));
+  auto table = std::make_shared<const RoutingTable>(
+      ++version_, members_, absl::ToUnixMillis(absl::Now()), previous.get(), factory_, resumption_);
+  LogLivenessChanges(*previous, *table);
+  table_.store(std::move(table));
 }
 
 std::shared_ptr<const RoutingTable> MembershipView::WaitNewer(uint64_t version,

@@ -54,6 +54,7 @@ class MembershipView final : public RoutingSource {
  private:
   void Run();
   // Keeps the record in `msg` as its node's latest; false (logged) if it is not a member record.
+  // A record after a silence of the tail starts a Resumption (see RoutingTable).
   bool Apply(const rd_kafka_message_t& msg);
   void Rebuild();
 
@@ -70,6 +71,8 @@ class MembershipView final : public RoutingSource {
   // Guarded by mu_.
   absl::flat_hash_map<std::string, internal::v1::MemberRecord> members_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_record_at_ ABSL_GUARDED_BY(mu_);  // when the tail last read a record
+  Resumption resumption_ ABSL_GUARDED_BY(mu_);      // the last silence of the tail that ended
 };
 
 // The membership a node places its standby replicas by, read from a router's routing tables.

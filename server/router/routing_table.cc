@@ -12,7 +12,8 @@ std::string RoutingTable::Key(const std::string& scenario, int32_t partition) {
 
 RoutingTable::RoutingTable(
     uint64_t version, const absl::flat_hash_map<std::string, internal::v1::MemberRecord>& members,
-    int64_t now_ms, const RoutingTable* previous, const ShardClientFactory& factory)
+    int64_t now_ms, const RoutingTable* previous, const ShardClientFactory& factory,
+    const Resumption& resumption)
     : version_(version) {
   absl::flat_hash_map<std::string, std::shared_ptr<ShardClient>> old_clients;
   if (previous != nullptr) {
@@ -39,7 +40,10 @@ RoutingTable::RoutingTable(
     const int64_t interval_ms =
         std::clamp<int64_t>(record.heartbeat_interval_ms(), 0, int64_t{3600} * 1000);
     const int64_t timeout_ms = std::max<int64_t>(3 * interval_ms, 3000);
-    const int64_t heartbeat_ms = std::clamp<int64_t>(record.heartbeat_ms(), 0, now_ms);
+    int64_t heartbeat_ms = std::clamp<int64_t>(record.heartbeat_ms(), 0, now_ms);
+    if (resumption.nodes.contains(id)) {
+      heartbeat_ms = std::max(heartbeat_ms, std::clamp<int64_t>(resumption.at_ms, 0, now_ms));
+    }
     node->alive = !record.leaving() && judge_ms - heartbeat_ms <= timeout_ms;
     if (node->alive) {
       auto it = old_clients.find(absl::StrCat(id, "@", record.endpoint()));

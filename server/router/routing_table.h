@@ -12,6 +12,9 @@
 //   silent together (Kafka, which carries the heartbeats, is unreachable) they stay alive and
 //   keep serving reads — the price is that nodes that all die at once stay listed as alive, and
 //   reads of them fail as unreachable;
+// - after the view's tail of the members topic was silent (Kafka unreachable), the nodes that were
+//   alive then count as heard from when records resume (`Resumption`): nodes reconnect to Kafka
+//   one by one, and the first fresh heartbeat must not make the others look dead;
 // - the active copy of a partition is the one an alive node claims; if two do (a move in
 //   progress, one of them not yet heard from since), the one that took it later wins;
 // - standbys and restoring copies of alive nodes are listed for lag-bounded reads and for
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "server/router/shard_client.h"
 #include "tally/internal/v1/shard.pb.h"
 
@@ -51,6 +55,13 @@ struct PartitionRoute {
   std::vector<Copy> restoring;  // copies being restored (not readable yet)
 };
 
+// The view's tail of the members topic resumed at `at_ms` (router clock) after a silence; `nodes`
+// were alive before it.
+struct Resumption {
+  int64_t at_ms = 0;
+  absl::flat_hash_set<std::string> nodes;
+};
+
 // Makes (or reuses) the client for a node; called while a table is built.
 using ShardClientFactory = std::function<std::shared_ptr<ShardClient>(const std::string& node_id,
                                                                       const std::string& endpoint)>;
@@ -63,7 +74,8 @@ class RoutingTable {
   // channels survive rebuilds.
   RoutingTable(uint64_t version,
                const absl::flat_hash_map<std::string, internal::v1::MemberRecord>& members,
-               int64_t now_ms, const RoutingTable* previous, const ShardClientFactory& factory);
+               int64_t now_ms, const RoutingTable* previous, const ShardClientFactory& factory,
+               const Resumption& resumption = {});
 
   // Grows by one with every table a view builds.
   uint64_t version() const { return version_; }

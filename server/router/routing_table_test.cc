@@ -45,6 +45,10 @@ class NoClient final : public ShardClient {
   }
 };
 
+ShardClientFactory NoClients() {
+  return [](const std::string&, const std::string&) { return std::make_shared<NoClient>(); };
+}
+
 class RoutingTableTest : public ::testing::Test {
  protected:
   RoutingTable Build(const RoutingTable* previous = nullptr) {
@@ -101,6 +105,33 @@ TEST_F(RoutingTableTest, NodesSilentTogetherStayAliveButOneFallingBehindTheOther
   EXPECT_TRUE(table.nodes()[0]->alive);
   EXPECT_TRUE(table.nodes()[1]->alive);
   EXPECT_FALSE(table.nodes()[2]->alive);
+}
+
+TEST_F(RoutingTableTest, AfterASilenceNodesThatReconnectLaterStayAliveForATimeout) {
+  // The view read nothing for 10 s (a broker restart); n1 reconnected first and its fresh
+  // heartbeat arrived 1 s ago; n2 and n3 have not been heard since before the silence. n3 was
+  // already dead then: only n1 and n2 were alive.
+  members_["n1"] = Member("n1", kNowMs);
+  Hold(members_["n1"], 0, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  members_["n2"] = Member("n2", kNowMs - 11'000);
+  Hold(members_["n2"], 1, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  members_["n3"] = Member("n3", kNowMs - 20'000);
+  Hold(members_["n3"], 2, internal::v1::SHARD_ROLE_ACTIVE, 1);
+  Resumption resumption{.at_ms = kNowMs - 1'000, .nodes = {"n1", "n2"}};
+  RoutingTable table(1, members_, kNowMs, nullptr, NoClients(), resumption);
+  ASSERT_EQ(table.nodes().size(), 3u);
+  EXPECT_TRUE(table.nodes()[1]->alive) << "n2 counts as heard from when the records resumed";
+  ASSERT_NE(table.Find("demo", 1), nullptr);
+  EXPECT_FALSE(table.nodes()[2]->alive) << "n3 was dead before the silence";
+
+  // A timeout (3 s) after the resumption, a node still not heard from is dead.
+  members_["n1"].set_heartbeat_ms(kNowMs + 2'500);
+  RoutingTable judged(3, members_, kNowMs + 2'500, nullptr, NoClients(), resumption);
+  EXPECT_FALSE(judged.nodes()[1]->alive);
+  EXPECT_EQ(judged.Find("demo", 1), nullptr);
+  // Without the resumption, n2 would have been dead at once.
+  RoutingTable plain(4, members_, kNowMs, nullptr, NoClients());
+  EXPECT_FALSE(plain.nodes()[1]->alive);
 }
 
 TEST_F(RoutingTableTest, HostileHeartbeatFieldsDoNotOverflow) {
