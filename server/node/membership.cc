@@ -38,6 +38,9 @@ absl::Status MembershipPublisher::Start() {
       {{"enable.idempotence", "true"},
        {"acks", "all"},
        {"linger.ms", "0"},
+       // Heartbeats must resume soon after a Kafka outage, and librdkafka's reconnect backoff
+       // grows to 10 s by default: routers would take a node reconnecting late for dead.
+       {"reconnect.backoff.max.ms", "1000"},
        {"client.id", absl::StrCat("tally-", config_.node().node_id(), "-members")}});
   if (!conf.ok()) return conf.status();
   auto producer = kafka::NewHandle(RD_KAFKA_PRODUCER, std::move(*conf));
