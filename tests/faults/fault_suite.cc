@@ -286,7 +286,8 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
                                                                : absl::InfiniteDuration());
     }
   }
-  const absl::Duration gap_target = TestCluster::kSessionTimeout + kRestoreAllowance;
+  const absl::Duration gap_target =
+      TestCluster::kSessionTimeout + kRestoreAllowance + kafka_outage_;
   int resumes = 0;
   for (int n : watchers_->resumes()) resumes += n;
 
@@ -297,7 +298,11 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
             << "   (target 0)\n"
             << "  longest gap in fresh reads      " << Seconds(longest_gap) << " (partition "
             << gap_partition << ")   (target <= " << Seconds(gap_target)
-            << " = session timeout + restore allowance)\n"
+            << " = session timeout + restore allowance"
+            << (kafka_outage_ > absl::ZeroDuration()
+                    ? absl::StrCat(" + Kafka outage ", Seconds(kafka_outage_))
+                    : "")
+            << ")\n"
             << "  failover time                   "
             << (failover == absl::InfiniteDuration() ? "not recovered" : Seconds(failover))
             << "   (fault to the first fresh read of every affected partition)\n"

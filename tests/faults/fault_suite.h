@@ -76,6 +76,9 @@ class FaultTest : public ::testing::Test {
   std::vector<std::string> keys_;
   std::map<std::string, int64_t> final_versions_;  // by StopAndVerify: key → final version
   std::string extra_logs_;  // printed on failure (e.g. the logs of a process since replaced)
+  // How long Kafka itself could not be reached: no node can prove it still owns a partition then,
+  // so fresh reads stop once sessions time out; the gap target allows for it.
+  absl::Duration kafka_outage_ = absl::ZeroDuration();
 };
 
 }  // namespace tally::test

@@ -141,7 +141,8 @@ TEST_F(Faults, BrokerRestartUnderLoad) {
   auto again = broker.Start();
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_EQ(*again, *bootstrap) << "a restarted broker keeps its port";
-  std::cout << "broker serving again after " << absl::Now() - fault << std::endl;
+  kafka_outage_ = absl::Now() - fault;
+  std::cout << "broker serving again after " << kafka_outage_ << std::endl;
   ASSERT_TRUE(WaitAllNodesActive()) << ClusterReport() << broker.LogTail();
   std::cout << "all partitions active again after " << absl::Now() - fault << std::endl;
   RunLoadFor(RandomDuration(absl::Seconds(1), absl::Seconds(3)));
