@@ -35,6 +35,9 @@ kafka::Properties BaseProperties(const config::v1::Config& config) {
 
 // Votes expired per shard and expiry pass; the rest wait for the next pass.
 constexpr size_t kMaxExpiredPerPass = 10000;
+// How much longer than the transaction timeout a new owner waits for a stable committed offset.
+constexpr int64_t kStableOffsetMarginMs = 30000;
+
 
 }  // namespace
 
@@ -96,7 +99,11 @@ class Processor::Session {
   void PublishProgress();
 
   void OnRebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
-  absl::Status Assign(const std::string& topic, int32_t partition);
+  // Restores the partition's shard; returns the reports offset to consume from.
+  absl::StatusOr<int64_t> Assign(const std::string& topic, int32_t partition);
+  // The group's committed offset of a reports partition (-1: none), once no transaction that
+  // commits offsets for it is open.
+  absl::StatusOr<int64_t> StableCommittedOffset(const std::string& topic, int32_t partition);
   void Revoke(const std::string& topic, int32_t partition);
   static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* partitions, void* opaque);
@@ -591,10 +598,15 @@ void Processor::Session::OnRebalance(rd_kafka_resp_err_t err,
   const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     // Restore before assigning: no record of a partition is fetched until its shard is current.
+    // Each partition starts where its shard stands (see Assign), not at the committed offset.
     for (int i = 0; i < partitions->cnt; ++i) {
       if (!callback_error_.ok()) break;
-      absl::Status s = Assign(partitions->elems[i].topic, partitions->elems[i].partition);
-      if (!s.ok()) callback_error_ = s;
+      auto start = Assign(partitions->elems[i].topic, partitions->elems[i].partition);
+      if (!start.ok()) {
+        callback_error_ = start.status();
+        break;
+      }
+      partitions->elems[i].offset = *start;
     }
     rd_kafka_error_t* error = cooperative ? rd_kafka_incremental_assign(rk, partitions) : nullptr;
     if (!cooperative) rd_kafka_assign(rk, partitions);
@@ -617,7 +629,31 @@ void Processor::Session::OnRebalance(rd_kafka_resp_err_t err,
   }
 }
 
-absl::Status Processor::Session::Assign(const std::string& topic, int32_t partition) {
+absl::StatusOr<int64_t> Processor::Session::StableCommittedOffset(const std::string& topic,
+                                                                  int32_t partition) {
+  PartitionListPtr committed(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(committed.get(), topic.c_str(), partition);
+  // A read_committed consumer asks for stable offsets (KIP-447): the broker answers
+  // UNSTABLE_OFFSET_COMMIT, and librdkafka asks again, while a transaction that sent offsets for
+  // the partition is open. The previous owner's last transaction ends within its timeout (the
+  // coordinator aborts it then), so waiting longer than that is an error.
+  const int timeout_ms = static_cast<int>(
+      config::DurationMs(config_.node().transaction_timeout()) + kStableOffsetMarginMs);
+  if (absl::Status s = kafka::KafkaStatus(
+          rd_kafka_committed(consumer_.get(), committed.get(), timeout_ms),
+          absl::StrCat("committed offset of ", topic, "/", partition));
+      !s.ok()) {
+    return s;
+  }
+  const rd_kafka_topic_partition_t& elem = committed->elems[0];
+  if (elem.err) {
+    return kafka::KafkaStatus(elem.err,
+                              absl::StrCat("committed offset of ", topic, "/", partition));
+  }
+  return elem.offset >= 0 ? elem.offset : -1;
+}
+
+absl::StatusOr<int64_t> Processor::Session::Assign(const std::string& topic, int32_t partition) {
   auto scenario_it = scenarios_.find(topic);
   if (scenario_it == scenarios_.end()) {
     return absl::InternalError(absl::StrCat("assigned a topic not subscribed to: ", topic));
@@ -647,6 +683,13 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
                                        5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     end = -1;
   }
+  log::Info("partition taken", {{"scenario", name}, {"partition", partition}});
+  // The previous owner's last transaction must be over before the restore reads the changelog:
+  // a transaction still open then is past the changelog's last stable offset, so the restore would
+  // miss its records, and once it commits its offsets, consuming from them would skip its reports
+  // for good (seen when a broker restart delayed the old owner's commit past the rebalance).
+  auto committed = StableCommittedOffset(topic, partition);
+  if (!committed.ok()) return fail(committed.status());
   ChangelogRestorer restorer(properties_);
   auto stats = restorer.Restore(
       *shared, config::ChangelogTopic(config_, name), partition, absl::Seconds(60),
@@ -666,11 +709,26 @@ absl::Status Processor::Session::Assign(const std::string& topic, int32_t partit
   task.delivered_changes_offset = -1;
   registry_.SetProgress(name, partition, meta->source_offset(), -1);
   registry_.SetRole(name, partition, ShardRole::kActive);
+  // Consume from where the shard stands: it holds the effect of exactly the reports before its
+  // source offset. The committed offset is the same, or further when the last batches changed no
+  // object (a dead letter, a repeated vote: no changelog record carries their offset), or when
+  // the changelog lost records; replaying those reports is then what makes the shard right, and
+  // costs at most repeated dead letters.
+  const int64_t start = meta->source_offset();
   log::Info("partition assigned", {{"scenario", name},
                                    {"partition", partition},
                                    {"restored_records", stats->records},
-                                   {"changelog_offset", meta->changelog_offset()}});
-  return absl::OkStatus();
+                                   {"changelog_offset", meta->changelog_offset()},
+                                   {"source_offset", start},
+                                   {"committed_offset", *committed}});
+  if (*committed > start) {
+    log::Info("the shard is behind the committed offset; replaying the reports in between",
+              {{"scenario", name},
+               {"partition", partition},
+               {"source_offset", start},
+               {"committed_offset", *committed}});
+  }
+  return start;
 }
 
 void Processor::Session::Revoke(const std::string& topic, int32_t partition) {

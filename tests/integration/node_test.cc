@@ -9,11 +9,17 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/kafka/admin.h"
+#include "server/kafka/config.h"
 #include "server/kafka/partitioner.h"
 #include "server/storage/shard.h"
 #include "tally/records/v1/records.pb.h"
@@ -411,6 +417,144 @@ TEST_F(NodeTest, BadRecordsGoToTheDeadLetterTopicAndGoodOnesAreProcessed) {
   EXPECT_EQ(last.state().state(), "attack");
   EXPECT_EQ(last.votes_size(), 2);
   EXPECT_EQ(node->Signal(SIGTERM), 0);
+}
+
+// The previous owner's transaction that commits offsets of a partition may still be open when a
+// new owner takes the partition (a broker restart delays the commit past the rebalance). The new
+// owner must wait for it before restoring: a restore then would stop before the transaction's
+// changelog records, and once the transaction commits, its offsets would make the new owner skip
+// the reports it covered, for good.
+TEST_F(NodeTest, NewOwnerWaitsForThePreviousOwnersOpenTransactionBeforeRestoring) {
+  // The topics, as the node creates them: the previous owner writes to them before it starts.
+  {
+    auto admin = kafka::Admin::Create({{"bootstrap.servers", bootstrap_}});
+    ASSERT_TRUE(admin.ok()) << admin.status();
+    std::vector<kafka::TopicSpec> specs;
+    for (const std::string& s : kScenarios) {
+      for (const char* kind : {"reports", "changes", "dlq"}) {
+        specs.emplace_back(Topic(s, kind), kPartitions);
+      }
+      specs.emplace_back(Topic(s, "changelog"), kPartitions, -1,
+                         kafka::Properties{{"cleanup.policy", "compact"}});
+    }
+    specs.emplace_back(absl::StrCat(app_, ".members"), 1, -1,
+                       kafka::Properties{{"cleanup.policy", "compact"}});
+    ASSERT_TRUE((*admin)->EnsureTopics(specs).ok());
+  }
+  const std::string key = "site-1";
+  const int32_t partition = kafka::PartitionFor(key, kPartitions);
+  Report("maj", key, "a1", "attack");  // offset 0; the previous owner processes it
+  ASSERT_TRUE(client_->Flush().ok());
+
+  // The previous owner: a member of the node's consumer group with a transactional producer.
+  auto new_handle = [&](rd_kafka_type_t type, const kafka::Properties& properties) {
+    auto conf = kafka::BuildConf({{"bootstrap.servers", bootstrap_}}, properties);
+    EXPECT_TRUE(conf.ok()) << conf.status();
+    auto handle = kafka::NewHandle(type, std::move(*conf));
+    EXPECT_TRUE(handle.ok()) << handle.status();
+    return std::move(*handle);
+  };
+  // A short session: the group forgets it soon after it closes, whether or not its leave lands.
+  kafka::HandlePtr consumer =
+      new_handle(RD_KAFKA_CONSUMER, {{"group.id", app_},
+                                     {"partition.assignment.strategy", "cooperative-sticky"},
+                                     {"isolation.level", "read_committed"},
+                                     {"enable.auto.commit", "false"},
+                                     {"session.timeout.ms", "6000"}});
+  rd_kafka_poll_set_consumer(consumer.get());
+  {
+    kafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), Topic("maj", "reports").c_str(),
+                                      RD_KAFKA_PARTITION_UA);
+    ASSERT_EQ(rd_kafka_subscribe(consumer.get(), topics.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        kafka::MessagePtr ignored(rd_kafka_consumer_poll(consumer.get(), 100));
+        rd_kafka_topic_partition_list_t* assigned = nullptr;
+        if (rd_kafka_assignment(consumer.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          return false;
+        }
+        kafka::PartitionListPtr owned(assigned);
+        return owned->cnt == kPartitions;
+      },
+      absl::Seconds(60)))
+      << "the previous owner got no partitions";
+  kafka::HandlePtr producer = new_handle(
+      RD_KAFKA_PRODUCER, {{"transactional.id", absl::StrCat(app_, "-previous-owner")},
+                          {"transaction.timeout.ms", "120000"}});
+  ASSERT_EQ(rd_kafka_init_transactions(producer.get(), 30000), nullptr);
+  ASSERT_EQ(rd_kafka_begin_transaction(producer.get()), nullptr);
+  // What the processor writes for the report: its change event and its changelog record.
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  ChangeEvent event;
+  event.set_scenario("maj");
+  event.set_object_key(key);
+  event.set_new_state("attack");
+  event.set_version(1);
+  event.set_time_ms(now_ms);
+  event.set_cause(records::v1::ChangeCause::CHANGE_CAUSE_REPORT);
+  ObjectRecord object;
+  object.mutable_state()->set_state("attack");
+  object.mutable_state()->set_version(1);
+  object.mutable_state()->set_updated_at_ms(now_ms);
+  records::v1::Vote& vote = *object.add_votes();
+  vote.set_agent_id("a1");
+  vote.set_state("attack");
+  vote.set_observed_at_ms(now_ms);
+  vote.set_expires_at_ms(now_ms + 3'600'000);
+  object.set_source_offset(1);
+  object.set_changes_offset(1);
+  for (const auto& [kind, value] : {std::pair{"changes", event.SerializeAsString()},
+                                    std::pair{"changelog", object.SerializeAsString()}}) {
+    ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(Topic("maj", kind).c_str()),
+                                RD_KAFKA_V_PARTITION(partition),
+                                RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  ASSERT_EQ(rd_kafka_flush(producer.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  {
+    kafka::PartitionListPtr offsets(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(offsets.get(), Topic("maj", "reports").c_str(), partition)
+        ->offset = 1;
+    rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer.get());
+    rd_kafka_error_t* error =
+        rd_kafka_send_offsets_to_transaction(producer.get(), offsets.get(), group, 30000);
+    rd_kafka_consumer_group_metadata_destroy(group);
+    ASSERT_EQ(error, nullptr) << rd_kafka_error_string(error);
+  }
+  // It leaves the group with its transaction open.
+  rd_kafka_consumer_close(consumer.get());
+  consumer.reset();
+
+  auto node = NewNode("n1");
+  ASSERT_TRUE(node->Start().ok());
+  const std::string where = absl::StrCat("scenario=maj partition=", partition);
+  auto logged = [&](const std::string& msg) {
+    for (absl::string_view line : absl::StrSplit(node->Log(), '\n')) {
+      if (absl::StrContains(line, absl::StrCat("msg=\"", msg, "\" ", where))) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor([&] { return logged("partition taken"); }, absl::Seconds(60)))
+      << node->Log();
+  // While the transaction is open the partition stays restoring (a bounded look for what must
+  // not happen).
+  EXPECT_FALSE(WaitFor([&] { return logged("partition assigned"); }, absl::Seconds(2)))
+      << "the partition was restored while the previous owner's transaction was open";
+  ASSERT_EQ(rd_kafka_commit_transaction(producer.get(), 30000), nullptr);
+  ASSERT_TRUE(WaitFor([&] { return logged("partition assigned"); }, absl::Seconds(60)))
+      << node->Log();
+
+  // The next report of the object lands on the state the previous owner committed.
+  Report("maj", key, "a2", "attack");
+  WaitProcessed();
+  ExpectChangelogMatchesModel();  // both votes
+  ExpectChangesMatchModel();
+  ASSERT_EQ(node->Signal(SIGTERM), 0);
+  ExpectShardsMatchModel({absl::StrCat(dir_.path(), "/n1")});
 }
 
 }  // namespace
