@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,18 +19,10 @@ using google::protobuf::util::TimeUtil;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
-// How long a read waits for a newer routing table before trying again anyway.
-constexpr absl::Duration kRetrySlice = absl::Milliseconds(200);
-
-bool Retryable(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kAborted ||
-         status.code() == absl::StatusCode::kUnavailable;
-}
-
 }  // namespace
 
 Router::Router(const config::v1::Config& config, ReportSink& sink, const RoutingSource& routes)
-    : config_(config), sink_(sink), routes_(routes) {
+    : config_(config), sink_(sink), routes_(routes), waiter_(routes) {
   std::vector<std::string> names;
   for (const config::v1::Scenario& s : config_.scenarios()) {
     scenarios_[s.name()] = Scenario{&s, config::ReportsTopic(config_, s.name())};
@@ -93,67 +84,89 @@ template <typename Response>
 absl::StatusOr<Response> Router::Route(
     const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
     absl::FunctionRef<absl::StatusOr<Response>(ShardClient&, absl::Time)> read) const {
-  absl::Status last = absl::UnavailableError(absl::StrCat(
-      "no alive node holds partition ", partition, " of scenario ", scenario, "; retry"));
-  std::shared_ptr<const RoutingTable> table = routes_.Current();
-  // The copies to try, in order; `table` keeps their clients alive. Inline: no allocation per read.
-  absl::InlinedVector<ShardClient*, 4> copies;
+  ReadRoute route(scenario, partition, max_lag, deadline, routes_.Current());
   while (true) {
-    const PartitionRoute* route = table->Find(scenario, partition);
-    copies.clear();
-    const absl::Time now = absl::Now();
-    if (route != nullptr) {
-      ShardClient* active = route->active.has_value() ? route->active->node->client.get() : nullptr;
-      const bool active_first = active != nullptr && (max_lag == 0 || !active->Unreachable(now));
-      if (active_first) copies.push_back(active);
-      if (max_lag > 0) {
-        for (const Copy& standby : route->standbys) {  // least lag first
-          if (standby.lag() <= max_lag && standby.node->client != nullptr) {
-            copies.push_back(standby.node->client.get());
-          }
-        }
-        std::stable_partition(copies.begin() + (active_first ? 1 : 0), copies.end(),
-                              [now](const ShardClient* c) { return !c->Unreachable(now); });
-      }
-      if (active != nullptr && !active_first) copies.push_back(active);
-      if (copies.empty() && !route->restoring.empty()) {
-        last = absl::UnavailableError(absl::StrCat(
-            "partition ", partition, " of scenario ", scenario, " is restoring on node ",
-            route->restoring.front().node->member.node_id(), "; retry"));
-      }
+    while (std::optional<ReadRoute::Attempt> attempt = route.Next()) {
+      absl::StatusOr<Response> response = read(*attempt->client, attempt->deadline);
+      if (route.Settled(*attempt, response.status())) return response;
     }
-    for (size_t i = 0; i < copies.size(); ++i) {
-      const bool sliced = i + 1 < copies.size();
-      const absl::Time attempt_deadline =
-          sliced ? std::min(deadline, absl::Now() + kAttemptTimeout) : deadline;
-      absl::StatusOr<Response> response = read(*copies[i], attempt_deadline);
-      const bool slice_ran_out =
-          sliced && absl::IsDeadlineExceeded(response.status()) && attempt_deadline < deadline;
-      if (response.ok() || (!Retryable(response.status()) && !slice_ran_out)) return response;
-      if (slice_ran_out || absl::IsUnavailable(response.status())) {
-        copies[i]->MarkUnreachable(absl::Now() + kUnreachableFor);
-      }
-      last = response.status();
-    }
-    if (absl::Now() >= deadline) {
-      if (last.code() == absl::StatusCode::kAborted) {
-        // Callers retry UNAVAILABLE; ABORTED is internal to the routing protocol.
-        return absl::UnavailableError(absl::StrCat(last.message(), "; retry"));
-      }
-      return last;
-    }
-    table = routes_.WaitNewer(table->version(), std::min(deadline, absl::Now() + kRetrySlice));
+    if (route.Expired()) return route.LastError();
+    route.Retry(routes_.WaitNewer(route.version(), route.RetryAt()));
   }
 }
 
-absl::StatusOr<v1::GetStateResponse> Router::Get(const v1::GetStateRequest& request,
-                                                 absl::Time deadline) const {
+namespace {
+
+// Route's asynchronous driver: each call's completion tries the next copy; a read that tried
+// every copy parks in the TableWaiter instead of waiting in WaitNewer. One call at a time, so
+// the route needs no lock. Keeps itself alive (every pending callback holds it) until `done`.
+template <typename Request, typename Response>
+class AsyncRead final : public std::enable_shared_from_this<AsyncRead<Request, Response>> {
+ public:
+  using Start = void (ShardClient::*)(const Request&, absl::Time, ShardClient::Done<Response>);
+
+  AsyncRead(Request request, int64_t max_lag, absl::Time deadline, const RoutingSource& routes,
+            TableWaiter& waiter, Start start, Router::ReadDone<Response> done)
+      : request_(std::move(request)),
+        routes_(routes),
+        waiter_(waiter),
+        start_(start),
+        done_(std::move(done)),
+        route_(request_.scenario(), request_.partition(), max_lag, deadline, routes.Current()) {}
+
+  void TryNext() {
+    std::optional<ReadRoute::Attempt> attempt = route_.Next();
+    if (!attempt.has_value()) return Park();
+    // Inline completions recurse here at most once per copy of the table: parking never
+    // resumes inline.
+    (attempt->client->*start_)(
+        request_, attempt->deadline,
+        [self = this->shared_from_this(), attempt = *attempt](absl::StatusOr<Response> response) {
+          if (self->route_.Settled(attempt, response.status())) {
+            return self->done_(std::move(response));
+          }
+          self->TryNext();
+        });
+  }
+
+ private:
+  void Park() {
+    if (route_.Expired()) return done_(route_.LastError());
+    waiter_.Park(route_.version(), route_.RetryAt(), [self = this->shared_from_this()](bool retry) {
+      if (!retry) return self->done_(self->route_.LastError());
+      self->route_.Retry(self->routes_.Current());
+      self->TryNext();
+    });
+  }
+
+  const Request request_;
+  const RoutingSource& routes_;
+  TableWaiter& waiter_;
+  const Start start_;
+  const Router::ReadDone<Response> done_;
+  ReadRoute route_;  // refers to request_.scenario()
+};
+
+}  // namespace
+
+template <typename Request, typename Response>
+void Router::RouteAsync(Request request, int64_t max_lag, absl::Time deadline,
+                        void (ShardClient::*start)(const Request&, absl::Time,
+                                                   ShardClient::Done<Response>),
+                        ReadDone<Response> done) const {
+  std::make_shared<AsyncRead<Request, Response>>(std::move(request), max_lag, deadline, routes_,
+                                                 waiter_, start, std::move(done))
+      ->TryNext();
+}
+
+void Router::Get(const v1::GetStateRequest& request, absl::Time deadline,
+                 ReadDone<v1::GetStateResponse> done) const {
   auto scenario = FindScenario(request.scenario());
-  if (!scenario.ok()) return scenario.status();
-  if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return s;
+  if (!scenario.ok()) return done(scenario.status());
+  if (absl::Status s = CheckObjectKey(request.object_key()); !s.ok()) return done(s);
   if (request.max_lag() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_lag: must be >= 0 (0: the active copy only), got ", request.max_lag()));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("max_lag: must be >= 0 (0: the active copy only), got ", request.max_lag())));
   }
   const int32_t partition =
       kafka::PartitionFor(request.object_key(), (*scenario)->config->partitions());
@@ -165,32 +178,32 @@ absl::StatusOr<v1::GetStateResponse> Router::Get(const v1::GetStateRequest& requ
   shard_request.set_max_lag(request.max_lag());
   if (!request.min_token().empty()) {
     auto token = ParseWriteToken(request.min_token(), "min_token");
-    if (!token.ok()) return token.status();
+    if (!token.ok()) return done(token.status());
     if (token->partition != partition) {
-      return absl::InvalidArgumentError(absl::StrCat(
+      return done(absl::InvalidArgumentError(absl::StrCat(
           "min_token: names a write to partition ", token->partition, " but object_key \"",
           request.object_key().substr(0, 64), "\" is in partition ", partition,
-          " (pass the token of a write to this object)"));
+          " (pass the token of a write to this object)")));
     }
     shard_request.set_min_offset(token->offset);
   }
   // A read after a write (min_token) waits on the active copy: standbys do not wait for offsets.
   const int64_t max_lag = shard_request.min_offset() >= 0 ? 0 : request.max_lag();
-  auto shard_response =
-      Route<internal::v1::ShardGetResponse>(request.scenario(), partition, max_lag, deadline,
-                                            [&](ShardClient& client, absl::Time attempt_deadline) {
-                                              return client.Get(shard_request, attempt_deadline);
-                                            });
-  if (!shard_response.ok()) return shard_response.status();
-  if (!shard_response->found()) {
-    return absl::NotFoundError(absl::StrCat("object_key: \"", request.object_key().substr(0, 64),
-                                            "\" has no state in scenario ", request.scenario()));
-  }
-  v1::GetStateResponse response;
-  *response.mutable_state() = std::move(*shard_response->mutable_state());
-  response.set_served_by(shard_response->node_id());
-  response.set_lag(shard_response->lag());
-  return response;
+  RouteAsync<internal::v1::ShardGetRequest, internal::v1::ShardGetResponse>(
+      std::move(shard_request), max_lag, deadline, &ShardClient::GetAsync,
+      [scenario = request.scenario(), object_key = request.object_key(),
+       done = std::move(done)](absl::StatusOr<internal::v1::ShardGetResponse> shard_response) {
+        if (!shard_response.ok()) return done(shard_response.status());
+        if (!shard_response->found()) {
+          return done(absl::NotFoundError(absl::StrCat("object_key: \"", object_key.substr(0, 64),
+                                                       "\" has no state in scenario ", scenario)));
+        }
+        v1::GetStateResponse response;
+        *response.mutable_state() = std::move(*shard_response->mutable_state());
+        response.set_served_by(shard_response->node_id());
+        response.set_lag(shard_response->lag());
+        done(std::move(response));
+      });
 }
 
 absl::StatusOr<v1::ListStateResponse> Router::List(const v1::ListStateRequest& request,

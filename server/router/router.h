@@ -15,6 +15,10 @@
 // could answer instead, then the standbys, least lag first. A copy that failed as unreachable
 // (UNAVAILABLE, or its slice ran out) is tried last for kUnreachableFor.
 //
+// The routing decisions live in ReadRoute; Router drives them synchronously (Snapshot, List) or
+// asynchronously (Get: no thread is held while a copy answers or while a read waits for a newer
+// routing table, see TableWaiter).
+//
 // Errors, by what the caller should do:
 //   INVALID_ARGUMENT   bad request; the message names the field;
 //   NOT_FOUND          unknown scenario, or an object with no state;
@@ -33,7 +37,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/router/membership_view.h"
+#include "server/router/read_route.h"
 #include "server/router/report_sink.h"
+#include "server/router/table_waiter.h"
 #include "tally/config/v1/config.pb.h"
 #include "tally/v1/state.pb.h"
 
@@ -46,13 +52,22 @@ class Router {
 
   // All references must outlive the router.
   Router(const config::v1::Config& config, ReportSink& sink, const RoutingSource& routes);
+  // Ends the reads waiting for a newer routing table with their last error. Reads waiting for a
+  // node's answer must have ended (the server that called Get stopped first).
+  ~Router() = default;
 
   void Report(const v1::ReportStateRequest& request, WriteDone done);
   void Set(const v1::SetStateRequest& request, WriteDone done);
   void Purge(const v1::PurgeStateRequest& request, WriteDone done);
 
-  absl::StatusOr<v1::GetStateResponse> Get(const v1::GetStateRequest& request,
-                                           absl::Time deadline) const;
+  // The answer of a read, or why it failed. Runs once: inline, on a gRPC thread or on the
+  // TableWaiter's; must not block.
+  template <typename Response>
+  using ReadDone = std::function<void(absl::StatusOr<Response>)>;
+
+  // Does not block; `request` need not outlive the call.
+  void Get(const v1::GetStateRequest& request, absl::Time deadline,
+           ReadDone<v1::GetStateResponse> done) const;
   absl::StatusOr<v1::ListStateResponse> List(const v1::ListStateRequest& request,
                                              absl::Time deadline) const;
   v1::DescribeClusterResponse Describe() const;
@@ -84,6 +99,13 @@ class Router {
   absl::StatusOr<Response> Route(
       const std::string& scenario, int32_t partition, int64_t max_lag, absl::Time deadline,
       absl::FunctionRef<absl::StatusOr<Response>(ShardClient&, absl::Time)> read) const;
+  // The same without blocking: `start` is ShardClient::GetAsync or ScanAsync, called with
+  // `request` (whose scenario and partition are routed); `done` gets the answer.
+  template <typename Request, typename Response>
+  void RouteAsync(Request request, int64_t max_lag, absl::Time deadline,
+                  void (ShardClient::*start)(const Request&, absl::Time,
+                                             ShardClient::Done<Response>),
+                  ReadDone<Response> done) const;
 
   // Constant after construction.
   const config::v1::Config& config_;
@@ -91,12 +113,9 @@ class Router {
   const RoutingSource& routes_;
   absl::flat_hash_map<std::string, Scenario> scenarios_;
   std::string scenario_names_;  // for NOT_FOUND messages
-};
 
-// How long a lag-bounded read waits for one copy when another could answer instead.
-inline constexpr absl::Duration kAttemptTimeout = absl::Milliseconds(500);
-// How long a copy that failed as unreachable is tried last by lag-bounded reads.
-inline constexpr absl::Duration kUnreachableFor = absl::Seconds(2);
+  mutable TableWaiter waiter_;  // thread-safe; where asynchronous reads wait for newer tables
+};
 
 // ListState's page size when the request gives none, and the largest it accepts.
 inline constexpr int32_t kDefaultPageSize = 100;

@@ -36,7 +36,7 @@ grpc::Status WaitForWrite(absl::Time deadline, const std::function<void(Router::
 }
 
 // OK if the call's credentials carry `role`, else why not (UNAUTHENTICATED, PERMISSION_DENIED).
-grpc::Status Allowed(const auth::Authorizer& auth, const grpc::ServerContext& context,
+grpc::Status Allowed(const auth::Authorizer& auth, const grpc::ServerContextBase& context,
                      auth::Role role, const char* rpc) {
   auto principal = auth.Authorize(context.client_metadata(), role, rpc);
   return principal.ok() ? grpc::Status::OK : ToGrpcStatus(principal.status());
@@ -257,14 +257,21 @@ StateService::ReportStates(grpc::CallbackServerContext* context) {
   return new ReportStream(router_, auth_, limits_.reports, *std::move(principal));
 }
 
-grpc::Status StateService::GetState(grpc::ServerContext* context,
-                                    const v1::GetStateRequest* request,
-                                    v1::GetStateResponse* response) {
-  if (grpc::Status s = Allowed(auth_, *context, auth::kReader, "GetState"); !s.ok()) return s;
-  auto result = router_.Get(*request, CallDeadline(context->deadline(), default_deadline_));
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* StateService::GetState(grpc::CallbackServerContext* context,
+                                                 const v1::GetStateRequest* request,
+                                                 v1::GetStateResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status s = Allowed(auth_, *context, auth::kReader, "GetState"); !s.ok()) {
+    reactor->Finish(s);
+    return reactor;
+  }
+  router_.Get(*request, CallDeadline(context->deadline(), default_deadline_),
+              [reactor, response](absl::StatusOr<v1::GetStateResponse> result) {
+                if (!result.ok()) return reactor->Finish(ToGrpcStatus(result.status()));
+                *response = std::move(*result);
+                reactor->Finish(grpc::Status::OK);
+              });
+  return reactor;
 }
 
 grpc::Status StateService::ListState(grpc::ServerContext* context,

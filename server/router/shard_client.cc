@@ -1,5 +1,7 @@
 #include "server/router/shard_client.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 
 namespace tally::router {
@@ -20,6 +22,22 @@ class GrpcShardClient final : public ShardClient {
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request, absl::Time deadline) override {
     return Call(&Stub::Scan, request, deadline);
+  }
+
+  void GetAsync(const internal::v1::ShardGetRequest& request, absl::Time deadline,
+                Done<internal::v1::ShardGetResponse> done) override {
+    CallAsync(request, deadline, std::move(done), [this](auto* context, auto* request,
+                                                         auto* response, auto callback) {
+      stub_->async()->Get(context, request, response, std::move(callback));
+    });
+  }
+
+  void ScanAsync(const internal::v1::ShardScanRequest& request, absl::Time deadline,
+                 Done<internal::v1::ShardScanResponse> done) override {
+    CallAsync(request, deadline, std::move(done), [this](auto* context, auto* request,
+                                                         auto* response, auto callback) {
+      stub_->async()->Scan(context, request, response, std::move(callback));
+    });
   }
 
   absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request, absl::Time deadline,
@@ -62,6 +80,25 @@ class GrpcShardClient final : public ShardClient {
     return response;
   }
 
+  // One unary call within `deadline` through gRPC's callback API: `start` starts it; `done` gets
+  // its answer on a gRPC thread.
+  template <typename Request, typename Response, typename Start>
+  void CallAsync(const Request& request, absl::Time deadline, Done<Response> done, Start start) {
+    struct Call {
+      grpc::ClientContext context;
+      Response response;
+      Done<Response> done;
+    };
+    auto* call = new Call;
+    call->done = std::move(done);
+    call->context.set_deadline(absl::ToChronoTime(deadline));
+    start(&call->context, &request, &call->response, [this, call](grpc::Status status) {
+      std::unique_ptr<Call> owned(call);
+      if (!status.ok()) return owned->done(Annotate(status));
+      owned->done(std::move(owned->response));
+    });
+  }
+
   absl::Status Annotate(const grpc::Status& status) {
     absl::Status s = FromGrpcStatus(status);
     if (s.code() == absl::StatusCode::kCancelled) {
@@ -93,6 +130,23 @@ class LocalShardClient final : public ShardClient {
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request, absl::Time) override {
     return queries_.Scan(request);
+  }
+
+  void GetAsync(const internal::v1::ShardGetRequest& request, absl::Time deadline,
+                Done<internal::v1::ShardGetResponse> done) override {
+    if (request.min_offset() < 0) return done(queries_.Get(request, deadline));
+    // A read after a write: answer inline if its offset is applied (a wait that ends at once).
+    absl::StatusOr<internal::v1::ShardGetResponse> now = queries_.Get(request, absl::InfinitePast());
+    if (!absl::IsDeadlineExceeded(now.status()) || absl::Now() >= deadline) {
+      return done(std::move(now));
+    }
+    // Else wait for it on a thread of its own, not the caller's (a gRPC callback thread), as the
+    // synchronous handler did. ShardRegistry has no way to be told "call me when applied", and
+    // polling would add its period to every read-your-writes. The thread touches nothing once
+    // `done` returns, and the server waits for `done` before the node goes away.
+    std::thread([this, request, deadline, done = std::move(done)] {
+      done(queries_.Get(request, deadline));
+    }).detach();
   }
   absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request, absl::Time,
                         const SnapshotEmit& emit) override {

@@ -4,6 +4,11 @@
 // ShardClient is how a router reads a node's shards: over the internal gRPC ShardService, or
 // directly through ShardQueries when the node runs in the router's own process. Errors keep the
 // node's codes (ABORTED: not the owner; UNAVAILABLE: restoring or unreachable). Thread-safe.
+//
+// Get and Scan block the calling thread; GetAsync and ScanAsync do not (the public API's
+// callback handlers use them): their `done` runs once, on a gRPC thread, or inline before they
+// return when the answer needs no wait (the in-process client). `done` must not block, and the
+// request must stay valid until `done` runs.
 
 #include <atomic>
 #include <functional>
@@ -25,6 +30,19 @@ class ShardClient {
       const internal::v1::ShardGetRequest& request, absl::Time deadline) = 0;
   virtual absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request, absl::Time deadline) = 0;
+
+  template <typename Response>
+  using Done = std::function<void(absl::StatusOr<Response>)>;
+  // By default they answer inline through Get and Scan: right for clients that never wait (test
+  // fakes); the gRPC and in-process clients override them.
+  virtual void GetAsync(const internal::v1::ShardGetRequest& request, absl::Time deadline,
+                        Done<internal::v1::ShardGetResponse> done) {
+    done(Get(request, deadline));
+  }
+  virtual void ScanAsync(const internal::v1::ShardScanRequest& request, absl::Time deadline,
+                         Done<internal::v1::ShardScanResponse> done) {
+    done(Scan(request, deadline));
+  }
   // Streams a consistent snapshot of the partition to `emit`, chunk by chunk (see ShardService).
   using SnapshotEmit = std::function<bool(const internal::v1::ShardSnapshotResponse&)>;
   virtual absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request,
@@ -47,7 +65,8 @@ class ShardClient {
 std::shared_ptr<ShardClient> NewGrpcShardClient(
     const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
-// In-process; `queries` must outlive the client.
+// In-process; `queries` must outlive the client. GetAsync answers inline, except a read after a
+// write (min_offset) whose offset is not applied yet: that one waits on a thread of its own.
 std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries);
 
 // grpc::Status → absl::Status, code and message kept.
