@@ -141,7 +141,7 @@ if selected list || selected watch || selected memory; then
       source_line "$results/list.md"; echo; grep -A4 '^| node memory' "$results/list.md"; echo
     fi
     if [[ -f "$results/watch.md" ]]; then
-      source_line "$results/watch.md"; echo; grep -o 'Router memory.*' "$results/watch.md"
+      source_line "$results/watch.md"; echo; grep -m1 -o 'Router memory.*' "$results/watch.md"
     fi
   } > "$results/memory.md"
   cat "$results/memory.md"
