@@ -234,7 +234,7 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
   // 5. Reads, and the figures.
   readers_->Stop();
   EXPECT_THAT(readers_->stale_fresh_reads(), ::testing::IsEmpty())
-      << "a fresh read (max_lag 0) returned an older version than an earlier one";
+      << "a fresh read (max_lag 0) returned an older version than an earlier one, or NOT_FOUND";
   const std::vector<Readers::Read> reads = readers_->reads();
   int64_t lagged = 0, lagged_failed = 0, fresh = 0, fresh_failed = 0;
   std::map<std::string, int> lagged_errors;

@@ -139,6 +139,15 @@ void Readers::Run(int partition, bool fresh, uint64_t seed) {
                                       " (served by ", response.served_by(), ")"));
       }
       newest = std::max(newest, response.state().version());
+    } else if (fresh && status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      // A key that had a state keeps one: the majority reducer keeps the previous state without
+      // a majority, and no vote expires or is purged here. NOT_FOUND after a found read is a
+      // copy that lost what it had answered (NOT_FOUND before the first found read is a report
+      // acknowledged but not applied yet).
+      if (auto it = seen.find(key); it != seen.end()) {
+        stale_.push_back(absl::StrCat(key, ": NOT_FOUND after v", it->second, " (",
+                                      status.error_message(), ")"));
+      }
     }
     reads_.push_back(std::move(read));
   }

@@ -79,7 +79,8 @@ class Readers {
   void Stop();
 
   std::vector<Read> reads() const;
-  // Fresh reads that returned an older version of an object than an earlier fresh read did.
+  // Fresh reads that returned an older version of an object than an earlier fresh read did, or
+  // NOT_FOUND after one had found it.
   std::vector<std::string> stale_fresh_reads() const;
 
   static constexpr absl::Duration kFreshDeadline = absl::Seconds(2);
