@@ -1,6 +1,7 @@
 #include "server/node/shard_queries.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
@@ -85,6 +86,23 @@ absl::StatusOr<internal::v1::ShardGetResponse> ShardQueries::Get(
     *response.mutable_state() = ToObjectState(request.scenario(), request.object_key(), **object);
   }
   return response;
+}
+
+void ShardQueries::GetAsync(
+    const internal::v1::ShardGetRequest& request, absl::Time deadline,
+    std::function<void(absl::StatusOr<internal::v1::ShardGetResponse>)> done) const {
+  if (request.min_offset() < 0) return done(Get(request, deadline));
+  // A read after a write: answer inline if its offset is applied (a wait that ends at once).
+  absl::StatusOr<internal::v1::ShardGetResponse> now = Get(request, absl::InfinitePast());
+  if (!absl::IsDeadlineExceeded(now.status()) || absl::Now() >= deadline) {
+    return done(std::move(now));
+  }
+  // Else wait on a thread of its own. ShardRegistry has no way to be told "call me when
+  // applied", and polling would add its period to every read-your-writes. The thread touches
+  // nothing once `done` returns.
+  std::thread([this, request, deadline, done = std::move(done)] {
+    done(Get(request, deadline));
+  }).detach();
 }
 
 absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(

@@ -31,6 +31,11 @@ class ShardQueries {
   // found = false when the object has no state (absent, or no live votes, no winner, no pin).
   absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest& request,
                                                      absl::Time deadline) const;
+  // Get without blocking the caller (a gRPC callback thread): answers inline, except a read after
+  // a write (min_offset) whose offset is not applied yet, which waits on a thread of its own until
+  // it is or `deadline` passes. The caller must keep this alive until `done` has returned.
+  void GetAsync(const internal::v1::ShardGetRequest& request, absl::Time deadline,
+                std::function<void(absl::StatusOr<internal::v1::ShardGetResponse>)> done) const;
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
       const internal::v1::ShardScanRequest& request) const;
 

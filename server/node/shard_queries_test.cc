@@ -1,7 +1,9 @@
 #include "server/node/shard_queries.h"
 
+#include <optional>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/temp_dir.h"
@@ -132,6 +134,52 @@ TEST_F(ShardQueriesTest, GetWaitsForMinOffsetToBeApplied) {
   applier.join();
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->applied_offset(), 8);
+}
+
+TEST_F(ShardQueriesTest, GetAsyncAnswersInlineUnlessItMustWaitThenFromItsOwnThread) {
+  Write({{"k", Object("up", {"a"})}});
+  registry_.SetProgress("demo", 2, 5, 5);
+  using Result = absl::StatusOr<internal::v1::ShardGetResponse>;
+  const std::thread::id caller = std::this_thread::get_id();
+
+  // No offset to wait for, or one already applied: `done` runs before GetAsync returns.
+  for (int64_t min_offset : {-1, 4}) {
+    std::optional<Result> inline_result;
+    queries_.GetAsync(GetRequest("k", min_offset), absl::Now() + absl::Seconds(30),
+                      [&](Result r) { inline_result = std::move(r); });
+    ASSERT_TRUE(inline_result.has_value()) << "min_offset " << min_offset;
+    ASSERT_TRUE(inline_result->ok()) << inline_result->status();
+  }
+
+  // An offset not applied yet: GetAsync returns at once, and the answer comes from another
+  // thread once the offset is applied.
+  absl::Notification answered;
+  Result waited = absl::UnknownError("not answered");
+  std::thread::id answered_on;
+  queries_.GetAsync(GetRequest("k", /*min_offset=*/7), absl::Now() + absl::Seconds(30),
+                    [&](Result r) {
+                      waited = std::move(r);
+                      answered_on = std::this_thread::get_id();
+                      answered.Notify();
+                    });
+  EXPECT_FALSE(answered.HasBeenNotified());
+  registry_.SetProgress("demo", 2, 8, 8);
+  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  EXPECT_EQ(waited->applied_offset(), 8);
+  EXPECT_NE(answered_on, caller);
+
+  // Past its deadline it ends DEADLINE_EXCEEDED, naming the applied offset.
+  absl::Notification expired;
+  Result late = absl::UnknownError("not answered");
+  queries_.GetAsync(GetRequest("k", /*min_offset=*/20), absl::Now() + absl::Milliseconds(20),
+                    [&](Result r) {
+                      late = std::move(r);
+                      expired.Notify();
+                    });
+  ASSERT_TRUE(expired.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(late.status().message(), HasSubstr("applied up to 7"));
 }
 
 TEST_F(ShardQueriesTest, GetPastTheDeadlineNamesTheAppliedOffset) {

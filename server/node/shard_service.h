@@ -2,8 +2,9 @@
 #define TALLY_SERVER_NODE_SHARD_SERVICE_H_
 
 // The internal ShardService over gRPC: a thin layer over ShardQueries (proto in, proto out,
-// absl::Status to grpc::Status). Synchronous handlers: a Get with min_offset blocks its thread
-// until the offset is applied or the call's deadline, bounded by `max_wait`.
+// absl::Status to grpc::Status). Get, the routers' hot path, is a callback method that holds no
+// thread of gRPC's (ShardQueries::GetAsync: a Get with min_offset waits for its offset on a thread
+// of its own, until the call's deadline bounded by `max_wait`); Scan and Snapshot are synchronous.
 
 #include "absl/time/time.h"
 #include "server/node/shard_queries.h"
@@ -11,14 +12,16 @@
 
 namespace tally::node {
 
-class ShardService final : public internal::v1::ShardService::Service {
+class ShardService final : public internal::v1::ShardService::WithCallbackMethod_Get<
+                               internal::v1::ShardService::Service> {
  public:
   // `queries` must outlive the service.
   ShardService(const ShardQueries& queries, absl::Duration max_wait)
       : queries_(queries), max_wait_(max_wait) {}
 
-  grpc::Status Get(grpc::ServerContext* context, const internal::v1::ShardGetRequest* request,
-                   internal::v1::ShardGetResponse* response) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+                                const internal::v1::ShardGetRequest* request,
+                                internal::v1::ShardGetResponse* response) override;
   grpc::Status Scan(grpc::ServerContext* context, const internal::v1::ShardScanRequest* request,
                     internal::v1::ShardScanResponse* response) override;
   grpc::Status Snapshot(grpc::ServerContext* context,

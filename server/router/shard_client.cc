@@ -1,7 +1,5 @@
 #include "server/router/shard_client.h"
 
-#include <thread>
-
 #include "absl/strings/str_cat.h"
 
 namespace tally::router {
@@ -134,19 +132,8 @@ class LocalShardClient final : public ShardClient {
 
   void GetAsync(const internal::v1::ShardGetRequest& request, absl::Time deadline,
                 Done<internal::v1::ShardGetResponse> done) override {
-    if (request.min_offset() < 0) return done(queries_.Get(request, deadline));
-    // A read after a write: answer inline if its offset is applied (a wait that ends at once).
-    absl::StatusOr<internal::v1::ShardGetResponse> now = queries_.Get(request, absl::InfinitePast());
-    if (!absl::IsDeadlineExceeded(now.status()) || absl::Now() >= deadline) {
-      return done(std::move(now));
-    }
-    // Else wait for it on a thread of its own, not the caller's (a gRPC callback thread), as the
-    // synchronous handler did. ShardRegistry has no way to be told "call me when applied", and
-    // polling would add its period to every read-your-writes. The thread touches nothing once
-    // `done` returns, and the server waits for `done` before the node goes away.
-    std::thread([this, request, deadline, done = std::move(done)] {
-      done(queries_.Get(request, deadline));
-    }).detach();
+    // The server waits for `done` (the call's completion) before the node goes away.
+    queries_.GetAsync(request, deadline, std::move(done));
   }
   absl::Status Snapshot(const internal::v1::ShardSnapshotRequest& request, absl::Time,
                         const SnapshotEmit& emit) override {

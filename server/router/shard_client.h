@@ -65,8 +65,8 @@ class ShardClient {
 std::shared_ptr<ShardClient> NewGrpcShardClient(
     const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
-// In-process; `queries` must outlive the client. GetAsync answers inline, except a read after a
-// write (min_offset) whose offset is not applied yet: that one waits on a thread of its own.
+// In-process; `queries` must outlive the client. GetAsync is ShardQueries::GetAsync: inline, except
+// a read after a write whose offset is not applied yet, which waits on a thread of its own.
 std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries);
 
 // grpc::Status → absl::Status, code and message kept.
