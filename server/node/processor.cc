@@ -38,7 +38,6 @@ constexpr size_t kMaxExpiredPerPass = 10000;
 // How much longer than the transaction timeout a new owner waits for a stable committed offset.
 constexpr int64_t kStableOffsetMarginMs = 30000;
 
-
 }  // namespace
 
 // One Kafka session: a consumer-group member and a transactional producer, and the shards of the
