@@ -1,7 +1,6 @@
 #include "server/node/shard_queries.h"
 
 #include <algorithm>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
@@ -71,6 +70,24 @@ absl::StatusOr<internal::v1::ShardGetResponse> ShardQueries::Get(
       return s;
     }
   }
+  return Read(request);
+}
+
+void ShardQueries::GetAsync(
+    const internal::v1::ShardGetRequest& request, absl::Time deadline,
+    std::function<void(absl::StatusOr<internal::v1::ShardGetResponse>)> done) const {
+  if (request.min_offset() < 0) return done(Read(request));
+  // A read after a write: the registry answers at once if the offset is applied, else from its
+  // thread once it is (or the wait ends otherwise).
+  registry_.WhenApplied(request.scenario(), request.partition(), request.min_offset(), deadline,
+                        [this, request, done = std::move(done)](absl::Status applied) {
+                          if (!applied.ok()) return done(applied);
+                          done(Read(request));
+                        });
+}
+
+absl::StatusOr<internal::v1::ShardGetResponse> ShardQueries::Read(
+    const internal::v1::ShardGetRequest& request) const {
   auto info = Acceptable(request.scenario(), request.partition(), request.max_lag());
   if (!info.ok()) return info.status();
   auto reader = info->shard->NewReader();
@@ -86,23 +103,6 @@ absl::StatusOr<internal::v1::ShardGetResponse> ShardQueries::Get(
     *response.mutable_state() = ToObjectState(request.scenario(), request.object_key(), **object);
   }
   return response;
-}
-
-void ShardQueries::GetAsync(
-    const internal::v1::ShardGetRequest& request, absl::Time deadline,
-    std::function<void(absl::StatusOr<internal::v1::ShardGetResponse>)> done) const {
-  if (request.min_offset() < 0) return done(Get(request, deadline));
-  // A read after a write: answer inline if its offset is applied (a wait that ends at once).
-  absl::StatusOr<internal::v1::ShardGetResponse> now = Get(request, absl::InfinitePast());
-  if (!absl::IsDeadlineExceeded(now.status()) || absl::Now() >= deadline) {
-    return done(std::move(now));
-  }
-  // Else wait on a thread of its own. ShardRegistry has no way to be told "call me when
-  // applied", and polling would add its period to every read-your-writes. The thread touches
-  // nothing once `done` returns.
-  std::thread([this, request, deadline, done = std::move(done)] {
-    done(Get(request, deadline));
-  }).detach();
 }
 
 absl::StatusOr<internal::v1::ShardScanResponse> ShardQueries::Scan(

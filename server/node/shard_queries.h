@@ -32,8 +32,9 @@ class ShardQueries {
   absl::StatusOr<internal::v1::ShardGetResponse> Get(const internal::v1::ShardGetRequest& request,
                                                      absl::Time deadline) const;
   // Get without blocking the caller (a gRPC callback thread): answers inline, except a read after
-  // a write (min_offset) whose offset is not applied yet, which waits on a thread of its own until
-  // it is or `deadline` passes. The caller must keep this alive until `done` has returned.
+  // a write (min_offset) whose offset is not applied yet, which the registry's thread answers once
+  // it is or `deadline` passes (ShardRegistry::WhenApplied). The caller must keep this alive until
+  // `done` has returned.
   void GetAsync(const internal::v1::ShardGetRequest& request, absl::Time deadline,
                 std::function<void(absl::StatusOr<internal::v1::ShardGetResponse>)> done) const;
   absl::StatusOr<internal::v1::ShardScanResponse> Scan(
@@ -49,6 +50,9 @@ class ShardQueries {
   const std::string& node_id() const { return node_id_; }
 
  private:
+  // The point read of Get, after any wait for min_offset.
+  absl::StatusOr<internal::v1::ShardGetResponse> Read(
+      const internal::v1::ShardGetRequest& request) const;
   // The shard, if this node may answer for it with `max_lag`.
   absl::StatusOr<ShardInfo> Acceptable(const std::string& scenario, int32_t partition,
                                        int64_t max_lag) const;

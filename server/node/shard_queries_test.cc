@@ -3,6 +3,8 @@
 #include <optional>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -136,7 +138,7 @@ TEST_F(ShardQueriesTest, GetWaitsForMinOffsetToBeApplied) {
   EXPECT_EQ(got->applied_offset(), 8);
 }
 
-TEST_F(ShardQueriesTest, GetAsyncAnswersInlineUnlessItMustWaitThenFromItsOwnThread) {
+TEST_F(ShardQueriesTest, GetAsyncAnswersInlineUnlessItMustWaitThenFromTheRegistrysThread) {
   Write({{"k", Object("up", {"a"})}});
   registry_.SetProgress("demo", 2, 5, 5);
   using Result = absl::StatusOr<internal::v1::ShardGetResponse>;
@@ -180,6 +182,32 @@ TEST_F(ShardQueriesTest, GetAsyncAnswersInlineUnlessItMustWaitThenFromItsOwnThre
   ASSERT_TRUE(expired.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(late.status().message(), HasSubstr("applied up to 7"));
+}
+
+TEST_F(ShardQueriesTest, WaitingGetAsyncReadsShareOneThread) {
+  Write({{"k", Object("up", {"a"})}});
+  registry_.SetProgress("demo", 2, 0, 0);
+  constexpr int kReads = 500;
+  absl::Mutex mu;
+  int ok = 0;
+  int answered = 0;
+  absl::flat_hash_set<std::thread::id> threads;
+  for (int i = 0; i < kReads; ++i) {
+    queries_.GetAsync(GetRequest("k", /*min_offset=*/i), absl::Now() + absl::Seconds(60),
+                      [&](absl::StatusOr<internal::v1::ShardGetResponse> r) {
+                        absl::MutexLock lock(&mu);
+                        ++answered;
+                        ok += r.ok() && r->found();
+                        threads.insert(std::this_thread::get_id());
+                      });
+  }
+  registry_.SetProgress("demo", 2, kReads, kReads);
+  absl::MutexLock lock(&mu);
+  auto all = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return answered == kReads; };
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30))) << answered;
+  EXPECT_EQ(ok, kReads);
+  // Not a thread per waiting read: the registry's one thread answered them all.
+  EXPECT_EQ(threads.size(), 1u);
 }
 
 TEST_F(ShardQueriesTest, GetPastTheDeadlineNamesTheAppliedOffset) {
