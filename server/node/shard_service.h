@@ -3,8 +3,10 @@
 
 // The internal ShardService over gRPC: a thin layer over ShardQueries (proto in, proto out,
 // absl::Status to grpc::Status). Get, the routers' hot path, is a callback method that holds no
-// thread of gRPC's (ShardQueries::GetAsync: a Get with min_offset waits for its offset on a thread
-// of its own, until the call's deadline bounded by `max_wait`); Scan and Snapshot are synchronous.
+// thread of gRPC's (ShardQueries::GetAsync: a Get with min_offset whose offset is not applied yet
+// parks in the shard registry until it is, or until the call's deadline bounded by `max_wait`).
+// Scan and Snapshot are synchronous: they read many rows, work for gRPC's sync thread pool rather
+// than for the callback threads that every Get shares.
 
 #include "absl/time/time.h"
 #include "server/node/shard_queries.h"

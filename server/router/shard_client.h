@@ -66,7 +66,7 @@ std::shared_ptr<ShardClient> NewGrpcShardClient(
     const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 // In-process; `queries` must outlive the client. GetAsync is ShardQueries::GetAsync: inline, except
-// a read after a write whose offset is not applied yet, which waits on a thread of its own.
+// a read after a write whose offset is not applied yet, which the shard registry's thread answers.
 std::shared_ptr<ShardClient> NewLocalShardClient(const node::ShardQueries& queries);
 
 // grpc::Status → absl::Status, code and message kept.
