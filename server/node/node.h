@@ -38,6 +38,8 @@ class Node {
 
   ShardRegistry& registry() { return registry_; }
   const ShardQueries& queries() const { return queries_; }
+  // What the processor's committed batches did (for /metrics).
+  BatchStats batch_stats() const { return processor_.batch_stats(); }
 
  private:
   const config::v1::Config& config_;

@@ -38,6 +38,22 @@ constexpr size_t kMaxExpiredPerPass = 10000;
 // How much longer than the transaction timeout a new owner waits for a stable committed offset.
 constexpr int64_t kStableOffsetMarginMs = 30000;
 
+// Times the phases of one batch.
+class PhaseClock {
+ public:
+  // Adds the time since the previous End (or since construction) to `phase`.
+  void End(BatchPhase phase) {
+    const absl::Time now = absl::Now();
+    time_[static_cast<int>(phase)] += now - last_;
+    last_ = now;
+  }
+  const std::array<absl::Duration, kBatchPhases>& time() const { return time_; }
+
+ private:
+  absl::Time last_ = absl::Now();
+  std::array<absl::Duration, kBatchPhases> time_{};
+};
+
 }  // namespace
 
 // One Kafka session: a consumer-group member and a transactional producer, and the shards of the
@@ -45,7 +61,8 @@ constexpr int64_t kStableOffsetMarginMs = 30000;
 class Processor::Session {
  public:
   Session(const config::v1::Config& config, ShardRegistry& registry, ShardFiles& files,
-          StandbyReplicator& standbys, const std::atomic<bool>& stop);
+          StandbyReplicator& standbys, BatchStatsSink& batch_stats,
+          const std::atomic<bool>& stop);
   ~Session();
 
   // Processes until stop or an error (returned).
@@ -117,6 +134,7 @@ class Processor::Session {
   ShardRegistry& registry_;
   ShardFiles& files_;
   StandbyReplicator& standbys_;
+  BatchStatsSink& batch_stats_;
   const std::atomic<bool>& stop_;
   const kafka::Properties properties_;
 
@@ -133,11 +151,12 @@ class Processor::Session {
 
 Processor::Session::Session(const config::v1::Config& config, ShardRegistry& registry,
                             ShardFiles& files, StandbyReplicator& standbys,
-                            const std::atomic<bool>& stop)
+                            BatchStatsSink& batch_stats, const std::atomic<bool>& stop)
     : config_(config),
       registry_(registry),
       files_(files),
       standbys_(standbys),
+      batch_stats_(batch_stats),
       stop_(stop),
       properties_(BaseProperties(config)) {}
 
@@ -299,6 +318,8 @@ std::vector<MessagePtr> Processor::Session::Collect() {
 
 absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& messages,
                                               bool expire) {
+  PhaseClock clock;
+  uint64_t records = 0;
   const int64_t now_ms = NowMs();
   if (absl::Status s =
           kafka::KafkaStatus(rd_kafka_begin_transaction(producer_.get()), "begin transaction");
@@ -321,6 +342,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
   for (const MessagePtr& msg : messages) {
     auto it = tasks_.find(TaskKey(rd_kafka_topic_name(msg->rkt), msg->partition));
     if (it == tasks_.end()) continue;  // revoked while the batch was collected
+    ++records;
     Task& task = it->second;
     auto p = pending_for(task);
     if (!p.ok()) return EndTransaction(p.status());
@@ -379,6 +401,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     }
   }
 
+  clock.End(BatchPhase::kApply);
   // The change events' offsets go into the changelog records (ObjectRecord.changes_offset), so
   // wait for their delivery first. Batches without events skip the wait.
   for (auto& [task, p] : pending) {
@@ -388,6 +411,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
       break;
     }
   }
+  clock.End(BatchPhase::kEventDelivery);
   // One changelog record per changed object, carrying its final data in this batch: a restore
   // then replays one record per object, and repeated reports of one object within a batch cost
   // one Kafka write.
@@ -417,6 +441,7 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
           ->offset = p.next_source_offset;
     }
   }
+  clock.End(BatchPhase::kChangelog);
   if (offsets->cnt > 0) {
     // The group metadata (member id, generation) changes with every rebalance: take it fresh,
     // or the broker fences the offsets as coming from a stale member.
@@ -427,14 +452,17 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
     rd_kafka_consumer_group_metadata_destroy(group);
     if (!s.ok()) return EndTransaction(s);
   }
+  clock.End(BatchPhase::kSendOffsets);
   // Flush serves the delivery callbacks, which record the changelog offsets and any failure.
   rd_kafka_flush(producer_.get(), 30000);
   if (!delivery_error_.ok()) return EndTransaction(delivery_error_);
+  clock.End(BatchPhase::kFlush);
   if (absl::Status s = kafka::KafkaStatus(rd_kafka_commit_transaction(producer_.get(), 30000),
                                           "commit transaction");
       !s.ok()) {
     return EndTransaction(s);
   }
+  clock.End(BatchPhase::kCommitTransaction);
 
   // The transaction is committed: only now may the shards move forward. Each shard is its own
   // LMDB environment and each commit ends in its own fsync, so they commit in parallel: a batch
@@ -466,6 +494,10 @@ absl::Status Processor::Session::ProcessBatch(const std::vector<MessagePtr>& mes
   }
   if (!commits.empty()) commits[0].status = commits[0].batch->Commit();  // on this thread
   for (std::thread& committer : committers) committer.join();
+  clock.End(BatchPhase::kCommitShards);
+  // Counted once Kafka committed: its records are never consumed again, even if a shard's commit
+  // failed (that shard restores them from the changelog).
+  batch_stats_.Add(records, clock.time());
   absl::Status first_error;
   for (ShardCommit& c : commits) {
     // A shard that failed: Kafka has the batch, the shard does not; the next session restores
@@ -774,7 +806,7 @@ void Processor::Run() {
     absl::Status status;
     const absl::Time started = absl::Now();
     {
-      Session session(config_, registry_, files_, standbys_, stop_);
+      Session session(config_, registry_, files_, standbys_, batch_stats_, stop_);
       status = session.Run();
     }
     if (stop_.load()) break;

@@ -24,11 +24,16 @@
 // Thread safety: Run() runs on one thread (the processor's); Stop() may be called from any
 // thread; shards are read concurrently through the ShardRegistry.
 
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/node/shard_files.h"
 #include "server/node/shard_registry.h"
 #include "server/node/standby.h"
@@ -40,6 +45,52 @@ namespace tally::node {
 // changes and dead-letter topics, and <app>.members (compacted, one partition).
 // FAILED_PRECONDITION when an existing topic has another partition count than the config says.
 absl::Status EnsureTopics(const config::v1::Config& config);
+
+// The phases of a batch, in their order (see above): kApply is step 2 without its waits (begin,
+// validate, reduce, produce, expire); kEventDelivery waits for the change events' delivery, whose
+// offsets go into the changelog records; kChangelog produces those records; kSendOffsets is
+// send_offsets_to_transaction (two round trips); kFlush waits for every delivery;
+// kCommitTransaction is commit_transaction; kCommitShards the shards' LMDB commits (in parallel).
+enum class BatchPhase {
+  kApply,
+  kEventDelivery,
+  kChangelog,
+  kSendOffsets,
+  kFlush,
+  kCommitTransaction,
+  kCommitShards,
+};
+inline constexpr int kBatchPhases = 7;
+// Metric label of each phase, by BatchPhase.
+inline constexpr std::array<const char*, kBatchPhases> kBatchPhaseNames = {
+    "apply", "event_delivery", "changelog", "send_offsets", "flush", "commit_transaction",
+    "commit_shards"};
+
+// What the processor's committed batches did, since the process started.
+struct BatchStats {
+  uint64_t batches = 0;  // committed transactions
+  uint64_t records = 0;  // reports-topic records they consumed
+  std::array<absl::Duration, kBatchPhases> time{};  // spent in each phase, by BatchPhase
+};
+
+// Sums the batches of every session (thread-safe).
+class BatchStatsSink {
+ public:
+  void Add(uint64_t records, const std::array<absl::Duration, kBatchPhases>& time) {
+    absl::MutexLock lock(&mu_);
+    ++stats_.batches;
+    stats_.records += records;
+    for (int i = 0; i < kBatchPhases; ++i) stats_.time[i] += time[i];
+  }
+  BatchStats Get() const {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  BatchStats stats_ ABSL_GUARDED_BY(mu_);
+};
 
 class Processor {
  public:
@@ -54,6 +105,8 @@ class Processor {
   // Processes until Stop(). Restarts its Kafka session after errors.
   void Run();
   void Stop() { stop_.store(true); }
+  // Any thread.
+  BatchStats batch_stats() const { return batch_stats_.Get(); }
 
  private:
   class Session;
@@ -63,6 +116,7 @@ class Processor {
   ShardFiles& files_;
   StandbyReplicator& standbys_;
   std::atomic<bool> stop_{false};
+  BatchStatsSink batch_stats_;
 };
 
 }  // namespace tally::node

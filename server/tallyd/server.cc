@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -230,6 +231,22 @@ std::string Server::RenderMetrics() const {
     gauge("tally_shard_lag",
           "Reports the shard has yet to reflect (while restoring: left to restore).",
           [](const node::ShardInfo& info) { return info.lag(); });
+    const node::BatchStats batches = node_->batch_stats();
+    absl::StrAppend(
+        &out,
+        "# HELP tally_batches_total Batches the processor committed, one Kafka transaction "
+        "each.\n# TYPE tally_batches_total counter\ntally_batches_total ",
+        batches.batches,
+        "\n# HELP tally_batch_records_total Reports-topic records of the committed batches.\n"
+        "# TYPE tally_batch_records_total counter\ntally_batch_records_total ",
+        batches.records,
+        "\n# HELP tally_batch_seconds_total Time the committed batches spent in each phase; "
+        "divided by tally_batches_total, a batch's average.\n# TYPE tally_batch_seconds_total counter\n");
+    for (int i = 0; i < node::kBatchPhases; ++i) {
+      absl::StrAppend(&out, "tally_batch_seconds_total{phase=\"", node::kBatchPhaseNames[i],
+                      "\"} ", absl::StrFormat("%.6f", absl::ToDoubleSeconds(batches.time[i])),
+                      "\n");
+    }
   }
   if (feed_ != nullptr) {
     const watch::FeedStats stats = feed_->Stats();

@@ -3,7 +3,8 @@
 // - a standby is placed on the other node, catches up (lag 0), answers max_lag reads at once
 //   when the active is SIGKILLed, and, promoted, replays nothing it already had;
 // - a node SIGKILLed and restarted within the session timeout gets its partitions back without
-//   a rebalance and restores nothing.
+//   a rebalance and restores nothing;
+// - the processors' batch metrics count every report once.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/kafka/partitioner.h"
+#include "server/node/processor.h"
 #include "server/router/tokens.h"
 #include "tally/v1/state.grpc.pb.h"
 #include "tests/integration/cluster.h"
@@ -82,6 +84,17 @@ std::string HttpGet(const std::string& log, const std::string& request) {
   if (n < 0) return failed(absl::StrCat("after ", response.size(), " bytes, read from"));
   close(fd);
   return response;
+}
+
+// The value of the unlabelled metric `name` in a /metrics answer; -1 if it has none.
+double MetricValue(const std::string& metrics, const std::string& name) {
+  const std::string needle = "\n" + name + " ";
+  size_t at = metrics.find(needle);
+  if (at == std::string::npos) return -1;
+  at += needle.size();
+  double value = -1;
+  if (!absl::SimpleAtod(metrics.substr(at, metrics.find('\n', at) - at), &value)) return -1;
+  return value;
 }
 
 class StandbyTest : public ::testing::Test {
@@ -189,6 +202,29 @@ TEST_F(StandbyTest, StandbyAnswersLagBoundedReadsWhileTheActiveIsDownThenTakesOv
     EXPECT_THAT(metrics[standby], HasSubstr(absl::StrCat("tally_shard_lag", labels, "} ")));
   }
   ASSERT_FALSE(n1_partitions.empty());
+  // And the processors' batches: together they committed each of the 400 reports exactly once,
+  // and timed every phase.
+  double records = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        records = 0;
+        for (const std::string node : {"n1", "n2"}) {
+          metrics[node] = HttpGet(cluster_->process(node).Log(), "GET /metrics HTTP/1.0");
+          records += MetricValue(metrics[node], "tally_batch_records_total");
+        }
+        return records >= 400;
+      },
+      absl::Seconds(30)))
+      << records << "\n" << metrics["n1"];
+  EXPECT_EQ(records, 400);
+  for (const std::string node : {"n1", "n2"}) {
+    EXPECT_GE(MetricValue(metrics[node], "tally_batches_total"), 1) << metrics[node];
+    EXPECT_THAT(metrics[node], HasSubstr("# TYPE tally_batch_seconds_total counter"));
+    for (const char* phase : node::kBatchPhaseNames) {
+      EXPECT_THAT(metrics[node],
+                  HasSubstr(absl::StrCat("tally_batch_seconds_total{phase=\"", phase, "\"} ")));
+    }
+  }
 
   // The active of n1's partitions dies. Lag-bounded reads go to n2's standbys at once: the
   // first read after the kill already succeeds, and so does every other.
