@@ -5,12 +5,16 @@
 //   librdkafka producer with the router's settings writing records of the same size;
 // - report-to-visible latency at half the 1-node maximum: the time from sending a ReportState to
 //   the answer of GetState(min_token) for its token (read-your-writes, served once applied).
+// - the processors' batches during the half-load phase (from the nodes' /metrics): how many,
+//   their size, and the time per phase: what report-to-visible is made of.
 // Writes the latency percentiles to DATA_DIR/ingest_latency_<nodes>.dat for the plots.
 //
 //   ingest_bench BOOTSTRAP DATA_DIR [REPORTS=1000000] [OBJECTS=100000]
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <iostream>
 #include <thread>
@@ -21,8 +25,10 @@
 #include "absl/time/clock.h"
 #include "server/kafka/admin.h"
 #include "server/kafka/config.h"
+#include "server/node/processor.h"
 #include "server/router/requests.h"
 #include "tests/bench/bench_util.h"
+#include "tests/integration/metrics_http.h"
 #include "tests/testing/unique_name.h"
 
 namespace tally::bench {
@@ -157,16 +163,40 @@ std::vector<int64_t> Probe(test::TestCluster& cluster, const std::string& router
   return all;
 }
 
+// The processor batches' counters of every node (from /metrics), summed.
+struct BatchCounters {
+  double batches = 0, records = 0;
+  std::array<double, node::kBatchPhases> seconds{};
+};
+
+BatchCounters ReadBatchCounters(test::TestCluster& cluster, const std::vector<std::string>& nodes) {
+  BatchCounters sum;
+  for (const std::string& node : nodes) {
+    const std::string metrics = test::HttpGet(cluster.process(node).Log(), "GET /metrics HTTP/1.0");
+    sum.batches += std::max(0.0, test::MetricValue(metrics, "tally_batches_total"));
+    sum.records += std::max(0.0, test::MetricValue(metrics, "tally_batch_records_total"));
+    for (int i = 0; i < node::kBatchPhases; ++i) {
+      sum.seconds[i] += std::max(
+          0.0, test::MetricValue(metrics, absl::StrCat("tally_batch_seconds_total{phase=\"",
+                                                       node::kBatchPhaseNames[i], "\"}")));
+    }
+  }
+  return sum;
+}
+
 struct IngestFigures {
   double max_per_second = 0, acked_per_second = 0;
   double half_rate = 0, p50_ms = 0, p99_ms = 0;
   size_t samples = 0;
+  // The processors' batches during the half-load phase: how many, and their average.
+  double half_batches = 0, half_records_per_batch = 0;
+  std::array<double, node::kBatchPhases> half_phase_ms{};
 };
 
 absl::StatusOr<IngestFigures> RunCluster(const std::string& bootstrap, int nodes, int64_t reports,
                                          int64_t objects, double half_rate,
                                          const std::string& data_dir) {
-  test::TestCluster cluster(bootstrap, kPartitions);
+  test::TestCluster cluster(bootstrap, kPartitions, "", "", "metrics_address: \"127.0.0.1:0\"");
   std::vector<std::string> routers;
   for (int n = 1; n <= nodes; ++n) {
     routers.push_back(absl::StrCat("n", n));
@@ -185,6 +215,7 @@ absl::StatusOr<IngestFigures> RunCluster(const std::string& bootstrap, int nodes
   // Latency at half load (of the 1-node maximum, the same rate for both clusters).
   f.half_rate = half_rate > 0 ? half_rate : f.max_per_second / 2;
   const int64_t half_reports = static_cast<int64_t>(f.half_rate * 10);  // ~10 s
+  const BatchCounters before = ReadBatchCounters(cluster, routers);
   std::atomic<bool> stop{false};
   std::vector<int64_t> latency;
   std::thread prober([&] { latency = Probe(cluster, "n1", stop, absl::Milliseconds(5)); });
@@ -192,6 +223,14 @@ absl::StatusOr<IngestFigures> RunCluster(const std::string& bootstrap, int nodes
   stop.store(true);
   prober.join();
   if (!sent.ok()) return sent;
+  const BatchCounters after = ReadBatchCounters(cluster, routers);
+  f.half_batches = after.batches - before.batches;
+  if (f.half_batches > 0) {
+    f.half_records_per_batch = (after.records - before.records) / f.half_batches;
+    for (int i = 0; i < node::kBatchPhases; ++i) {
+      f.half_phase_ms[i] = (after.seconds[i] - before.seconds[i]) * 1000 / f.half_batches;
+    }
+  }
   if (absl::Status s = WaitApplied(bootstrap, cluster, absl::Minutes(10)); !s.ok()) return s;
   f.p50_ms = Percentile(latency, 0.5, 1e6);
   f.p99_ms = Percentile(latency, 0.99, 1e6);
@@ -260,6 +299,20 @@ int Main(int argc, char** argv) {
     std::cout << absl::StrFormat("| %d node%s, at half the 1-node maximum | %s | %.2f | %.2f | %zu |\n",
                                  nodes, nodes > 1 ? "s" : "", Thousands(f.half_rate), f.p50_ms,
                                  f.p99_ms, f.samples);
+  }
+  std::cout << "\n| processor batches at half load (per node's /metrics) | batches | records "
+               "per batch | ms per batch |";
+  for (const char* phase : node::kBatchPhaseNames) std::cout << " " << phase << " ms |";
+  std::cout << "\n|---|---:|---:|---:|";
+  for (int i = 0; i < node::kBatchPhases; ++i) std::cout << "---:|";
+  std::cout << "\n";
+  for (const auto& [nodes, f] : {std::pair{1, *one}, std::pair{3, *three}}) {
+    double total = 0;
+    for (double ms : f.half_phase_ms) total += ms;
+    std::cout << absl::StrFormat("| %d node%s | %s | %.0f | %.1f |", nodes, nodes > 1 ? "s" : "",
+                                 Thousands(f.half_batches), f.half_records_per_batch, total);
+    for (double ms : f.half_phase_ms) std::cout << absl::StrFormat(" %.1f |", ms);
+    std::cout << "\n";
   }
   std::cout << absl::StrFormat(
       "\nTargets: 1 node >= 100,000 reports/s -> %s; >= 40%% of the produce ceiling -> %s; "
