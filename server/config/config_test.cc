@@ -115,6 +115,10 @@ TEST(ConfigTest, InvalidFieldsAreNamed) {
       {"heartbeat",
        [](v1::Config& c) { c.mutable_node()->mutable_heartbeat_interval()->set_seconds(0); },
        "node.heartbeat_interval: must be at least 10ms"},
+      {"nice too low", [](v1::Config& c) { c.mutable_node()->set_processor_nice(-21); },
+       "node.processor_nice: must be between -20 and 19, got -21"},
+      {"nice too high", [](v1::Config& c) { c.mutable_node()->set_processor_nice(20); },
+       "node.processor_nice: must be between -20 and 19, got 20"},
   };
   for (const BadCase& bad : cases) {
     SCOPED_TRACE(bad.name);

@@ -4,9 +4,11 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <utility>
@@ -359,6 +361,56 @@ TEST_F(NodeTest, SilentVoterExpiresAndFlipsTheMajority) {
   EXPECT_EQ(events.back().old_state(), "ok");
   EXPECT_EQ(events.back().new_state(), "attack");  // a alone is a strict majority
   EXPECT_EQ(events.back().version(), static_cast<int64_t>(events.size()));
+}
+
+// The nice value of each thread of process `pid`, by thread id (field 19 of /proc/.../stat).
+std::map<int, int> ThreadNice(pid_t pid) {
+  std::map<int, int> nice;
+  for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"))) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // After "pid (comm) ": state is field 3; nice is field 19, the 17th after the comm.
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+    if (fields.size() < 17) continue;
+    nice[std::stoi(task.path().filename().string())] = std::stoi(fields[16]);
+  }
+  return nice;
+}
+
+TEST_F(NodeTest, ProcessorNiceAppliesToTheProcessorThreadOnlyAndItStillProcesses) {
+  // A positive value needs no privilege, so this runs the same as root or not.
+  {
+    std::ifstream in(config_path_);
+    std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string node = "node { enabled: true ";
+    ASSERT_NE(config.find(node), std::string::npos);
+    config.replace(config.find(node), node.size(), node + "processor_nice: 7 ");
+    std::ofstream(config_path_) << config;
+  }
+  auto node = NewNode("n1");
+  ASSERT_TRUE(node->Start().ok());
+  std::map<int, int> nice;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        nice = ThreadNice(node->pid());
+        for (const auto& [tid, value] : nice) {
+          if (value == 7) return true;
+        }
+        return false;
+      },
+      absl::Seconds(30)));
+  // The main thread (tid = pid) and gRPC's keep the process's nice value.
+  EXPECT_EQ(nice[node->pid()], ThreadNice(getpid())[getpid()]);
+  int at_seven = 0;
+  for (const auto& [tid, value] : nice) at_seven += value == 7;
+  EXPECT_LT(at_seven, static_cast<int>(nice.size()) / 2) << "most threads took the processor's";
+  // And it processes as before.
+  Report("maj", "nice-site", "a", "attack");
+  ASSERT_TRUE(client_->Flush().ok());
+  WaitProcessed();
+  ExpectChangelogMatchesModel();
 }
 
 TEST_F(NodeTest, BadRecordsGoToTheDeadLetterTopicAndGoodOnesAreProcessed) {
