@@ -97,7 +97,8 @@ std::optional<absl::Status> ShardRegistry::AppliedStatus(const std::string& key,
                                            " is not active on this node"));
   }
   if (it->second.applied_offset > offset) return absl::OkStatus();
-  if (absl::Now() < deadline) return std::nullopt;
+  // (InfiniteFuture: WaitApplied's condition, evaluated on every release of mu_, reads no clock.)
+  if (deadline == absl::InfiniteFuture() || absl::Now() < deadline) return std::nullopt;
   return absl::DeadlineExceededError(absl::StrCat("offset ", offset, " of partition ", partition,
                                                   " not applied before the "
                                                   "deadline (applied up to ",
