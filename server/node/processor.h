@@ -60,11 +60,12 @@ enum class BatchPhase {
   kCommitTransaction,
   kCommitShards,
 };
-inline constexpr int kBatchPhases = 7;
+inline constexpr int kBatchPhases = static_cast<int>(BatchPhase::kCommitShards) + 1;
 // Metric label of each phase, by BatchPhase.
 inline constexpr std::array<const char*, kBatchPhases> kBatchPhaseNames = {
     "apply", "event_delivery", "changelog", "send_offsets", "flush", "commit_transaction",
     "commit_shards"};
+static_assert(kBatchPhaseNames[kBatchPhases - 1] != nullptr, "a BatchPhase without a name");
 
 // What the processor's committed batches did, since the process started.
 struct BatchStats {
