@@ -13,7 +13,6 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <iostream>
@@ -169,17 +168,29 @@ struct BatchCounters {
   std::array<double, node::kBatchPhases> seconds{};
 };
 
-BatchCounters ReadBatchCounters(test::TestCluster& cluster, const std::vector<std::string>& nodes) {
+// NOT_FOUND, naming the node and the metric, if a node's answer lacks one.
+absl::StatusOr<BatchCounters> ReadBatchCounters(test::TestCluster& cluster,
+                                                const std::vector<std::string>& nodes) {
   BatchCounters sum;
   for (const std::string& node : nodes) {
-    const std::string metrics = test::HttpGet(cluster.process(node).Log(), "GET /metrics HTTP/1.0");
-    sum.batches += std::max(0.0, test::MetricValue(metrics, "tally_batches_total"));
-    sum.records += std::max(0.0, test::MetricValue(metrics, "tally_batch_records_total"));
+    const std::string metrics =
+        test::HttpGet(cluster.process(node).Log(), "GET /metrics HTTP/1.0");
+    auto add = [&](const std::string& name, double& to) {
+      const double value = test::MetricValue(metrics, name);
+      if (value < 0) {
+        return absl::NotFoundError(absl::StrCat(node, "'s /metrics has no ", name, ":\n", metrics));
+      }
+      to += value;
+      return absl::OkStatus();
+    };
+    absl::Status s = add("tally_batches_total", sum.batches);
+    s.Update(add("tally_batch_records_total", sum.records));
     for (int i = 0; i < node::kBatchPhases; ++i) {
-      sum.seconds[i] += std::max(
-          0.0, test::MetricValue(metrics, absl::StrCat("tally_batch_seconds_total{phase=\"",
-                                                       node::kBatchPhaseNames[i], "\"}")));
+      s.Update(add(absl::StrCat("tally_batch_seconds_total{phase=\"", node::kBatchPhaseNames[i],
+                                "\"}"),
+                   sum.seconds[i]));
     }
+    if (!s.ok()) return s;
   }
   return sum;
 }
@@ -215,7 +226,8 @@ absl::StatusOr<IngestFigures> RunCluster(const std::string& bootstrap, int nodes
   // Latency at half load (of the 1-node maximum, the same rate for both clusters).
   f.half_rate = half_rate > 0 ? half_rate : f.max_per_second / 2;
   const int64_t half_reports = static_cast<int64_t>(f.half_rate * 10);  // ~10 s
-  const BatchCounters before = ReadBatchCounters(cluster, routers);
+  auto before = ReadBatchCounters(cluster, routers);
+  if (!before.ok()) return before.status();
   std::atomic<bool> stop{false};
   std::vector<int64_t> latency;
   std::thread prober([&] { latency = Probe(cluster, "n1", stop, absl::Milliseconds(5)); });
@@ -223,12 +235,13 @@ absl::StatusOr<IngestFigures> RunCluster(const std::string& bootstrap, int nodes
   stop.store(true);
   prober.join();
   if (!sent.ok()) return sent;
-  const BatchCounters after = ReadBatchCounters(cluster, routers);
-  f.half_batches = after.batches - before.batches;
+  auto after = ReadBatchCounters(cluster, routers);
+  if (!after.ok()) return after.status();
+  f.half_batches = after->batches - before->batches;
   if (f.half_batches > 0) {
-    f.half_records_per_batch = (after.records - before.records) / f.half_batches;
+    f.half_records_per_batch = (after->records - before->records) / f.half_batches;
     for (int i = 0; i < node::kBatchPhases; ++i) {
-      f.half_phase_ms[i] = (after.seconds[i] - before.seconds[i]) * 1000 / f.half_batches;
+      f.half_phase_ms[i] = (after->seconds[i] - before->seconds[i]) * 1000 / f.half_batches;
     }
   }
   if (absl::Status s = WaitApplied(bootstrap, cluster, absl::Minutes(10)); !s.ok()) return s;
