@@ -142,9 +142,8 @@ absl::Status ValidateConfig(const v1::Config& config) {
   if (millis(config.node().heartbeat_interval()) < 10) {
     return Invalid("node.heartbeat_interval", "must be at least 10ms");
   }
-  if (config.node().processor_nice() < -20 || config.node().processor_nice() > 19) {
-    return Invalid("node.processor_nice",
-                   absl::StrCat("must be between -20 and 19, got ", config.node().processor_nice()));
+  if (const int nice = config.node().processor_nice(); nice < -20 || nice > 19) {
+    return Invalid("node.processor_nice", absl::StrCat("must be between -20 and 19, got ", nice));
   }
   if (millis(config.router().default_deadline()) < 1) {
     return Invalid("router.default_deadline", "must be at least 1ms");

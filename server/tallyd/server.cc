@@ -241,7 +241,8 @@ std::string Server::RenderMetrics() const {
         "# TYPE tally_batch_records_total counter\ntally_batch_records_total ",
         batches.records,
         "\n# HELP tally_batch_seconds_total Time the committed batches spent in each phase; "
-        "divided by tally_batches_total, a batch's average.\n# TYPE tally_batch_seconds_total counter\n");
+        "divided by tally_batches_total, a batch's average.\n"
+        "# TYPE tally_batch_seconds_total counter\n");
     for (int i = 0; i < node::kBatchPhases; ++i) {
       absl::StrAppend(&out, "tally_batch_seconds_total{phase=\"", node::kBatchPhaseNames[i],
                       "\"} ", absl::StrFormat("%.6f", absl::ToDoubleSeconds(batches.time[i])),

@@ -366,7 +366,8 @@ TEST_F(NodeTest, SilentVoterExpiresAndFlipsTheMajority) {
 // The nice value of each thread of process `pid`, by thread id (field 19 of /proc/.../stat).
 std::map<int, int> ThreadNice(pid_t pid) {
   std::map<int, int> nice;
-  for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"))) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
     std::ifstream in(task.path() / "stat");
     std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     // After "pid (comm) ": state is field 3; nice is field 19, the 17th after the comm.
