@@ -4,10 +4,13 @@
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "grpcpp/grpcpp.h"
+#include "server/node/shard_service.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tally::node {
@@ -257,6 +260,61 @@ TEST_F(ShardQueriesTest, ScanPagesSkipObjectsWithoutStateAndReportTheLastKey) {
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->states_size(), 1);
   EXPECT_FALSE(page->more());
+}
+
+TEST_F(ShardQueriesTest, ShardServiceGetBatchAnswersEachItemAsGetWould) {
+  Write({{"k", Object("up", {"a"})}});
+  registry_.SetProgress("demo", 2, 5, 5);
+  ShardService service(queries_, absl::Seconds(30));
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = internal::v1::ShardService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+
+  internal::v1::ShardGetBatchRequest request;
+  *request.add_gets() = GetRequest("k");
+  *request.add_gets() = GetRequest("nope");
+  *request.add_gets() = GetRequest("k");
+  request.mutable_gets(2)->set_partition(5);              // not held here
+  *request.add_gets() = GetRequest("k", /*min_offset=*/7);  // not applied yet: waits
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  internal::v1::ShardGetBatchResponse response;
+  grpc::Status status;
+  absl::Notification done;
+  stub->async()->GetBatch(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  // The call ends with its last item, which waits for offset 7.
+  EXPECT_FALSE(done.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
+  registry_.SetProgress("demo", 2, 8, 8);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), 4);
+  EXPECT_EQ(response.results(0).code(), 0);
+  EXPECT_TRUE(response.results(0).response().found());
+  EXPECT_EQ(response.results(0).response().state().state(), "up");
+  EXPECT_EQ(response.results(1).code(), 0);
+  EXPECT_FALSE(response.results(1).response().found());
+  EXPECT_EQ(response.results(2).code(), static_cast<int>(absl::StatusCode::kAborted));
+  EXPECT_THAT(response.results(2).message(), HasSubstr("does not hold partition"));
+  EXPECT_EQ(response.results(3).code(), 0);
+  EXPECT_EQ(response.results(3).response().applied_offset(), 8);
+
+  // Too many items: refused whole, naming the field.
+  internal::v1::ShardGetBatchRequest too_many;
+  for (int i = 0; i <= kMaxGetBatch; ++i) *too_many.add_gets() = GetRequest("k");
+  grpc::ClientContext too_many_context;
+  internal::v1::ShardGetBatchResponse ignored;
+  grpc::Status refused = stub->GetBatch(&too_many_context, too_many, &ignored);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("gets: at most 1000"));
+  server->Shutdown();
 }
 
 }  // namespace

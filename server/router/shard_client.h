@@ -8,7 +8,8 @@
 // Get and Scan block the calling thread; GetAsync and ScanAsync do not (the public API's
 // callback handlers use them): their `done` runs once, on a gRPC thread, or inline before they
 // return when the answer needs no wait (the in-process client). `done` must not block, and the
-// request must stay valid until `done` runs.
+// request must stay valid until `done` runs. The client must outlive the `done`s of its calls
+// (the router's reads hold it until then).
 
 #include <atomic>
 #include <functional>
@@ -60,10 +61,25 @@ class ShardClient {
   std::atomic<int64_t> unreachable_until_ns_{0};
 };
 
+// How the gRPC client batches point reads (GetAsync without min_offset): up to `max_in_flight`
+// calls to the node at once; reads that arrive while all are in flight queue, and each call that
+// ends takes the queue (at most `max_batch` of it) along as one GetBatch. An idle node gets every
+// read on its own at once; a busy one gets fewer, larger calls, which cost both sides far less
+// per read. A read with min_offset may wait on the node, so it always goes alone, as a Get.
+// Each of those calls ends within `call_slice` (its reads that still have time are sent again),
+// so a node that stopped answering does not keep the reads queued behind it past their
+// deadlines; queued reads whose deadlines pass end DEADLINE_EXCEEDED, at most a slice late.
+struct GetBatching {
+  int max_in_flight = 4;
+  int max_batch = 64;
+  absl::Duration call_slice = absl::Milliseconds(250);
+};
+
 // Over a gRPC channel to `endpoint` with `credentials` (one channel per node, reused by every
 // call).
 std::shared_ptr<ShardClient> NewGrpcShardClient(
-    const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials);
+    const std::string& endpoint, std::shared_ptr<grpc::ChannelCredentials> credentials,
+    GetBatching batching = {});
 
 // In-process; `queries` must outlive the client. GetAsync is ShardQueries::GetAsync: inline, except
 // a read after a write whose offset is not applied yet, which the shard registry's thread answers.
