@@ -92,6 +92,7 @@ class GrpcShardClient final : public ShardClient {
 
   void GetAlone(const internal::v1::ShardGetRequest& request, absl::Time deadline,
                 Done<internal::v1::ShardGetResponse> done) {
+    Count(&GetBatchStats::get_calls, 1);
     CallAsync(request, deadline, std::move(done), [this](auto* context, auto* request,
                                                          auto* response, auto callback) {
       stub_->async()->Get(context, request, response, std::move(callback));
@@ -117,6 +118,7 @@ class GrpcShardClient final : public ShardClient {
     call->gets = std::move(gets);
     call->context.set_deadline(absl::ToChronoTime(call->deadline));
     if (call->gets.size() == 1) {
+      Count(&GetBatchStats::get_calls, 1);
       stub_->async()->Get(&call->context, call->gets[0].request, &call->response,
                           [this, call](grpc::Status status) {
                             std::unique_ptr<Call> owned(call);
@@ -129,6 +131,8 @@ class GrpcShardClient final : public ShardClient {
                           });
       return;
     }
+    Count(&GetBatchStats::batch_calls, 1);
+    Count(&GetBatchStats::batched_reads, static_cast<int64_t>(call->gets.size()));
     call->batch_request.mutable_gets()->Reserve(static_cast<int>(call->gets.size()));
     for (const QueuedGet& get : call->gets) *call->batch_request.add_gets() = *get.request;
     stub_->async()->GetBatch(
@@ -198,10 +202,13 @@ class GrpcShardClient final : public ShardClient {
       queued_gets_.insert(queued_gets_.begin(), std::make_move_iterator(again.begin()),
                           std::make_move_iterator(again.end()));
       const absl::Time now = absl::Now();
-      auto live = std::stable_partition(queued_gets_.begin(), queued_gets_.end(),
-                                        [now](const QueuedGet& get) { return get.deadline > now; });
-      expired.assign(std::make_move_iterator(live), std::make_move_iterator(queued_gets_.end()));
-      queued_gets_.erase(live, queued_gets_.end());
+      auto is_live = [now](const QueuedGet& get) { return get.deadline > now; };
+      // Reads rarely expire in the queue: look before rearranging it.
+      if (!std::all_of(queued_gets_.begin(), queued_gets_.end(), is_live)) {
+        auto live = std::stable_partition(queued_gets_.begin(), queued_gets_.end(), is_live);
+        expired.assign(std::make_move_iterator(live), std::make_move_iterator(queued_gets_.end()));
+        queued_gets_.erase(live, queued_gets_.end());
+      }
       const size_t n = batch ? std::min(queued_gets_.size(),
                                         static_cast<size_t>(batching_.max_batch))
                              : queued_gets_.size();
@@ -216,15 +223,23 @@ class GrpcShardClient final : public ShardClient {
       SendGets(std::move(next));
     }
     if (expired.empty()) return;
+    Count(&GetBatchStats::expired_queued, static_cast<int64_t>(expired.size()));
     const absl::Status late = absl::DeadlineExceededError(absl::StrCat(
         "node at ", endpoint_, ": no answer within the read's deadline (queued behind ",
         batching_.max_in_flight, " calls in flight)"));
     for (QueuedGet& get : expired) get.done(late);
   }
 
+  void Count(std::atomic<int64_t> GetBatchStats::*counter, int64_t n) {
+    if (batching_.stats != nullptr) {
+      (batching_.stats->*counter).fetch_add(n, std::memory_order_relaxed);
+    }
+  }
+
   // One GetBatch item's error as the status Get would have ended with.
   static absl::Status ResultStatus(const internal::v1::ShardGetResult& result) {
-    const bool known = result.code() > 0 && result.code() <= static_cast<int>(absl::StatusCode::kUnauthenticated);
+    const bool known =
+        result.code() > 0 && result.code() <= static_cast<int>(absl::StatusCode::kUnauthenticated);
     return absl::Status(known ? static_cast<absl::StatusCode>(result.code())
                               : absl::StatusCode::kUnknown,
                         result.message());

@@ -69,10 +69,19 @@ class ShardClient {
 // Each of those calls ends within `call_slice` (its reads that still have time are sent again),
 // so a node that stopped answering does not keep the reads queued behind it past their
 // deadlines; queued reads whose deadlines pass end DEADLINE_EXCEEDED, at most a slice late.
+// What a router's node clients did with point reads (all nodes together; /metrics).
+struct GetBatchStats {
+  std::atomic<int64_t> get_calls{0};       // reads that went alone
+  std::atomic<int64_t> batch_calls{0};     // GetBatch calls
+  std::atomic<int64_t> batched_reads{0};   // reads that went in them
+  std::atomic<int64_t> expired_queued{0};  // reads whose deadline passed while queued
+};
+
 struct GetBatching {
   int max_in_flight = 4;
   int max_batch = 64;
   absl::Duration call_slice = absl::Milliseconds(250);
+  GetBatchStats* stats = nullptr;  // if set, must outlive the client; counts its calls
 };
 
 // Over a gRPC channel to `endpoint` with `credentials` (one channel per node, reused by every

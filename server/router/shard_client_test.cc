@@ -184,6 +184,7 @@ class Answers {
 class ShardClientTest : public ::testing::Test {
  protected:
   void Start(grpc::Service* service, GetBatching batching) {
+    batching.stats = &stats_;
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -217,6 +218,7 @@ class ShardClientTest : public ::testing::Test {
     }
   }
 
+  GetBatchStats stats_;
   std::unique_ptr<grpc::Server> server_;
   std::string endpoint_;
   std::shared_ptr<ShardClient> client_;
@@ -224,7 +226,8 @@ class ShardClientTest : public ::testing::Test {
 
 TEST_F(ShardClientTest, ReadsGoAloneWhileCallsAreFreeAndQueuedOnesAsOneBatch) {
   FakeShardService service;
-  Start(&service, GetBatching{.max_in_flight = 2, .max_batch = 64, .call_slice = absl::Seconds(30)});
+  Start(&service,
+        GetBatching{.max_in_flight = 2, .max_batch = 64, .call_slice = absl::Seconds(30)});
   service.Hold();
   auto first = Requests({"a", "b"});
   auto queued = Requests({"c", "d", "missing", "e"});
@@ -258,6 +261,11 @@ TEST_F(ShardClientTest, ReadsGoAloneWhileCallsAreFreeAndQueuedOnesAsOneBatch) {
   ASSERT_TRUE(later_answers.AwaitAll());
   EXPECT_EQ(service.gets().size(), 3u);
   EXPECT_EQ(service.batches().size(), 1u);
+  // The counters behind /metrics say the same.
+  EXPECT_EQ(stats_.get_calls.load(), 3);
+  EXPECT_EQ(stats_.batch_calls.load(), 1);
+  EXPECT_EQ(stats_.batched_reads.load(), 4);
+  EXPECT_EQ(stats_.expired_queued.load(), 0);
 }
 
 TEST_F(ShardClientTest, QueueLongerThanABatchGoesInSeveralAndALoneReadAsAGet) {
@@ -284,7 +292,8 @@ TEST_F(ShardClientTest, QueueLongerThanABatchGoesInSeveralAndALoneReadAsAGet) {
 
 TEST_F(ShardClientTest, ReadAfterAWriteNeverWaitsBehindTheBatch) {
   FakeShardService service;
-  Start(&service, GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
+  Start(&service,
+        GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
   service.Hold();
   auto first = Requests({"a"});
   auto after_write = Requests({"w"}, /*min_offset=*/12);
@@ -303,37 +312,41 @@ TEST_F(ShardClientTest, ReadAfterAWriteNeverWaitsBehindTheBatch) {
 TEST_F(ShardClientTest, NodeThatStopsAnsweringKeepsNoQueuedReadPastItsDeadline) {
   FakeShardService service;
   Start(&service,
-        GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Milliseconds(100)});
+        GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(1)});
   service.Hold();  // the node stops answering
   auto reads = Requests({"a", "b", "c"});
   Answers answers(3);
   const absl::Time start = absl::Now();
   client_->GetAsync(reads[0], start + absl::Seconds(60), answers.For(0));
   ASSERT_TRUE(service.AwaitHeld(1));
-  client_->GetAsync(reads[1], start + absl::Milliseconds(300), answers.For(1));
+  client_->GetAsync(reads[1], absl::Now() + absl::Milliseconds(200), answers.For(1));
   client_->GetAsync(reads[2], start + absl::Seconds(60), answers.For(2));
-  // b waits behind a's call, which the node never answers: it ends at its own deadline (give or
-  // take a slice), not at a's.
+  // b waits behind a's call, which the node never answers. It ends when that call's slice does
+  // (its own deadline passed by then), not when a's deadline does.
   ASSERT_TRUE(answers.Await(1));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
   EXPECT_EQ(answers[1].status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(answers[1].status().message(), HasSubstr("node at " + endpoint_));
+  EXPECT_THAT(answers[1].status().message(), HasSubstr("no answer within the read's deadline"));
+  EXPECT_EQ(stats_.expired_queued.load(), 1);
   EXPECT_EQ(answers.answered(), 1u);
-  // a and c, with time left, were sent again slice after slice, and are answered once the node
-  // answers again.
-  ASSERT_TRUE(service.AwaitHeld(3));
+  // a and c, with time left, are sent again slice after slice (now together), and are answered
+  // once the node answers again.
+  ASSERT_TRUE(service.AwaitHeld(2));
   service.Release();
   ASSERT_TRUE(answers.AwaitAll());
   for (size_t i : {0, 2}) {
     ASSERT_TRUE(answers[i].ok()) << i << ": " << answers[i].status();
     EXPECT_EQ(answers[i]->state().state(), i == 0 ? "a" : "c");
   }
+  EXPECT_GE(stats_.batch_calls.load(), 1);
 }
 
 TEST_F(ShardClientTest, FailedBatchFailsEachOfItsReadsNamingTheNode) {
   FakeShardService service;
   service.FailBatches(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is draining"));
-  Start(&service, GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
+  Start(&service,
+        GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
   service.Hold();
   auto first = Requests({"a"});
   auto queued = Requests({"b", "c", "d"});
@@ -353,7 +366,8 @@ TEST_F(ShardClientTest, FailedBatchFailsEachOfItsReadsNamingTheNode) {
 
 TEST_F(ShardClientTest, NodeWithoutGetBatchGetsSeparateGets) {
   GetOnlyShardService service;
-  Start(&service, GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
+  Start(&service,
+        GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
   std::vector<std::string> keys = {"k0", "k1", "k2", "k3", "k4"};
   auto requests = Requests(keys);
   Answers answers(keys.size());

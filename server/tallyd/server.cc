@@ -96,13 +96,14 @@ absl::Status Server::Start() {
     auto peer_credentials = common::PeerChannelCredentials(config_.server().tls());
     if (!peer_credentials.ok()) return peer_credentials.status();
     view_ = std::make_unique<router::MembershipView>(
-        config_, [local, local_id, credentials = *peer_credentials](const std::string& id,
-                                                                    const std::string& endpoint) {
+        config_, [local, local_id, credentials = *peer_credentials,
+                  stats = &get_batch_stats_](const std::string& id, const std::string& endpoint) {
           // The node in this process is read directly, without a network hop.
           if (local != nullptr && id == local_id) {
             return router::NewLocalShardClient(local->queries());
           }
-          return router::NewGrpcShardClient(endpoint, credentials);
+          return router::NewGrpcShardClient(endpoint, credentials,
+                                            router::GetBatching{.stats = stats});
         });
     router_ = std::make_unique<router::Router>(config_, *sink_, *view_);
     feed_ = std::make_unique<watch::ChangeFeed>(config_);
@@ -257,6 +258,26 @@ std::string Server::RenderMetrics() const {
                     "watchers.\n# TYPE tally_watch_queued_events gauge\n"
                     "tally_watch_queued_events ",
                     stats.queued_events, "\n");
+  }
+  if (config_.router().enabled()) {
+    const router::GetBatchStats& gets = get_batch_stats_;
+    auto value = [](const std::atomic<int64_t>& v) { return v.load(std::memory_order_relaxed); };
+    absl::StrAppend(
+        &out,
+        "# HELP tally_router_shard_calls_total Point-read calls to other nodes' ShardService: "
+        "Get for a read alone, GetBatch for reads that queued while the node's calls were in "
+        "flight.\n# TYPE tally_router_shard_calls_total counter\n"
+        "tally_router_shard_calls_total{method=\"Get\"} ",
+        value(gets.get_calls), "\ntally_router_shard_calls_total{method=\"GetBatch\"} ",
+        value(gets.batch_calls),
+        "\n# HELP tally_router_batched_reads_total Point reads that went in GetBatch calls.\n"
+        "# TYPE tally_router_batched_reads_total counter\ntally_router_batched_reads_total ",
+        value(gets.batched_reads),
+        "\n# HELP tally_router_queued_reads_expired_total Point reads whose deadline passed "
+        "while they queued for a node whose calls did not end.\n"
+        "# TYPE tally_router_queued_reads_expired_total counter\n"
+        "tally_router_queued_reads_expired_total ",
+        value(gets.expired_queued), "\n");
   }
   return out;
 }

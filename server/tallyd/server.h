@@ -59,6 +59,7 @@ class Server {
   std::unique_ptr<auth::ReportRateLimiter> report_limit_;
   std::unique_ptr<auth::WatchLimiter> watch_limit_;
   std::unique_ptr<router::KafkaReportSink> sink_;
+  router::GetBatchStats get_batch_stats_;  // of view_'s node clients
   std::unique_ptr<router::MembershipView> view_;
   std::unique_ptr<router::NodeMembership> node_membership_;  // the node's view of the membership
   std::unique_ptr<common::MetricsServer> metrics_;            // server.metrics_address, if set

@@ -29,8 +29,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/router/shard_client.h"
 #include "tally/internal/v1/shard.grpc.pb.h"
 #include "tests/bench/bench_util.h"
+#include "tests/integration/metrics_http.h"
 #include "tests/testing/temp_dir.h"
 
 namespace tally::bench {
@@ -159,7 +161,7 @@ int Main(int argc, char** argv) {
   const double rate = argc > 4 ? std::stod(argv[4]) : 20'000;
   const absl::Duration duration = absl::Seconds(argc > 5 ? std::stoi(argv[5]) : 8);
 
-  test::TestCluster cluster(bootstrap, 1);
+  test::TestCluster cluster(bootstrap, 1, "", "", "metrics_address: \"127.0.0.1:0\"");
   if (absl::Status s = cluster.StartNode("n1"); !s.ok()) return std::cerr << s << "\n", 1;
   if (absl::Status s = cluster.StartRouter("r1"); !s.ok()) return std::cerr << s << "\n", 1;
   if (!cluster.WaitAllActive("r1", {"n1"})) {
@@ -266,6 +268,19 @@ int Main(int argc, char** argv) {
                                 duration);
     light_p50_us[i] = Percentile(light.latency_ns, 0.5, 1e3);
   }
+  // How r1's reads went to n1 over the whole run (only the through-the-router rows reach n1
+  // from r1): alone, or queued and batched while r1's calls to n1 were in flight.
+  const std::string r1_metrics =
+      test::HttpGet(cluster.process("r1").Log(), "GET /metrics HTTP/1.0");
+  const double alone =
+      test::MetricValue(r1_metrics, "tally_router_shard_calls_total{method=\"Get\"}");
+  const double batches =
+      test::MetricValue(r1_metrics, "tally_router_shard_calls_total{method=\"GetBatch\"}");
+  const double batched = test::MetricValue(r1_metrics, "tally_router_batched_reads_total");
+  if (alone < 0 || batches < 0 || batched < 0) {
+    std::cerr << "r1's /metrics lacks the point-read counters:\n" << r1_metrics << "\n";
+    return 1;
+  }
   auto lmdb = LmdbReads(objects, duration);
   if (!lmdb.ok()) return std::cerr << lmdb.status() << "\n", 1;
 
@@ -309,6 +324,11 @@ int Main(int argc, char** argv) {
           : absl::StrCat("NOT met (measured at ", Thousands(via_router.rate), "/s)"),
       hop_us <= 100 ? "met" : "NOT met", Thousands(via_router.rate),
       light_hop_us <= 100 ? "met" : "NOT met", Thousands(kLightRate));
+  std::cout << absl::StrFormat(
+      "\nr1's reads of n1 over the run: %s alone (Get), %s in %s GetBatch calls (%.1f a call; "
+      "reads queue and share a call while r1's %d calls to n1 are in flight).\n",
+      Thousands(alone), Thousands(batched), Thousands(batches),
+      batches > 0 ? batched / batches : 0.0, router::GetBatching{}.max_in_flight);
   return 0;
 }
 
