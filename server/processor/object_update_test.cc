@@ -250,6 +250,9 @@ TEST(RecordValidationTest, BadRecordsNameTheField) {
       {[](ReportRecord& r) { r.set_state(std::string(257, 's')); }, "state: 257 bytes"},
       {[](ReportRecord& r) { r.set_ttl_ms(-5); }, "ttl_ms: must be in [1, "},
       {[](ReportRecord& r) { r.set_observed_at_ms(0); }, "observed_at_ms: must be > 0"},
+      // Found by report_record_fuzz: observed_at_ms + ttl_ms overflowed in ApplyRecord.
+      {[](ReportRecord& r) { r.set_observed_at_ms(int64_t{9223372036854775740}); },
+       "observed_at_ms: must be at most 253402300799999 (the end of year 9999)"},
       {[](ReportRecord& r) { r.set_kind(ReportKind::REPORT_KIND_UNSPECIFIED); },
        "kind: unknown report kind 0"},
       {[](ReportRecord& r) {

@@ -1,6 +1,9 @@
 #include "server/processor/record_validation.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace tally::processor {
 namespace {
@@ -19,6 +22,10 @@ absl::Status CheckSize(absl::string_view field, const std::string& value, size_t
   }
   return absl::OkStatus();
 }
+
+static_assert(kMaxObservedAtMs ==
+              google::protobuf::util::TimeUtil::kTimestampMaxSeconds * 1000 + 999);
+static_assert(kMaxObservedAtMs <= std::numeric_limits<int64_t>::max() - kMaxTtlMs);
 
 absl::Status ValidateReportRecord(const records::v1::ReportRecord& record,
                                   const std::string& scenario, const std::string& kafka_key) {
@@ -54,6 +61,11 @@ absl::Status ValidateReportRecord(const records::v1::ReportRecord& record,
       }
       if (record.observed_at_ms() <= 0) {
         return Bad("observed_at_ms", absl::StrCat("must be > 0, got ", record.observed_at_ms()));
+      }
+      if (record.observed_at_ms() > kMaxObservedAtMs) {
+        return Bad("observed_at_ms", absl::StrCat("must be at most ", kMaxObservedAtMs,
+                                                  " (the end of year 9999), got ",
+                                                  record.observed_at_ms()));
       }
       break;
     case ReportKind::REPORT_KIND_SET:

@@ -26,6 +26,10 @@ inline constexpr size_t kMaxAttributeKeyBytes = 128;
 inline constexpr size_t kMaxAttributeValueBytes = 1024;
 inline constexpr size_t kMaxReasonBytes = 1024;
 inline constexpr int64_t kMaxTtlMs = int64_t{7} * 24 * 3600 * 1000;  // one week
+// The latest observed_at_ms a record may carry: the end of 9999, the last time a
+// google.protobuf.Timestamp (the public API's observed_at) can hold. Later values come from no
+// router, and observed_at_ms + ttl_ms could overflow.
+inline constexpr int64_t kMaxObservedAtMs = int64_t{253402300799} * 1000 + 999;
 
 // OK if `record`, read from the reports topic of `scenario` with Kafka key `kafka_key`, can be
 // processed; else INVALID_ARGUMENT whose message names the field and why, e.g.
