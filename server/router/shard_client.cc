@@ -151,7 +151,7 @@ class GrpcShardClient final : public ShardClient {
           const int n = static_cast<int>(owned->gets.size());
           if (status.ok() && owned->batch_response.results_size() != n) {
             status = grpc::Status(grpc::StatusCode::INTERNAL,
-                                  absl::StrCat("GetBatch answered ",
+                                  absl::StrCat("node at ", endpoint_, ": GetBatch answered ",
                                                owned->batch_response.results_size(), " of ", n,
                                                " reads"));
           }
