@@ -212,6 +212,16 @@ class ShardClientTest : public ::testing::Test {
     }
     return requests;
   }
+  // Holds the node's answers, sends `first` (which fill the places in flight) and waits until
+  // the node holds them, then sends `queued`, which queue in the client. Answers go to `answers`
+  // by index, `first` before `queued`.
+  void FillThenQueue(FakeShardService& service, const std::vector<ShardGetRequest>& first,
+                     const std::vector<ShardGetRequest>& queued, Answers& answers) {
+    service.Hold();
+    GetAll(first, answers);
+    ASSERT_TRUE(service.AwaitHeld(first.size()));
+    GetAll(queued, answers, first.size());
+  }
   void GetAll(const std::vector<ShardGetRequest>& requests, Answers& answers, size_t first = 0) {
     for (size_t i = 0; i < requests.size(); ++i) {
       client_->GetAsync(requests[i], absl::Now() + absl::Seconds(30), answers.For(first + i));
@@ -228,14 +238,11 @@ TEST_F(ShardClientTest, ReadsGoAloneWhileCallsAreFreeAndQueuedOnesAsOneBatch) {
   FakeShardService service;
   Start(&service,
         GetBatching{.max_in_flight = 2, .max_batch = 64, .call_slice = absl::Seconds(30)});
-  service.Hold();
   auto first = Requests({"a", "b"});
   auto queued = Requests({"c", "d", "missing", "e"});
   Answers answers(6);
-  GetAll(first, answers);
-  ASSERT_TRUE(service.AwaitHeld(2));
-  // Both places are taken: these wait in the client, not on the node.
-  GetAll(queued, answers, 2);
+  ASSERT_NO_FATAL_FAILURE(FillThenQueue(service, first, queued, answers));
+  // a and b take both places: the others wait in the client, not on the node.
   EXPECT_EQ(answers.answered(), 0u);
   EXPECT_THAT(service.gets(), ::testing::UnorderedElementsAre("a", "b"));
 
@@ -270,14 +277,12 @@ TEST_F(ShardClientTest, ReadsGoAloneWhileCallsAreFreeAndQueuedOnesAsOneBatch) {
 
 TEST_F(ShardClientTest, QueueLongerThanABatchGoesInSeveralAndALoneReadAsAGet) {
   FakeShardService service;
-  Start(&service, GetBatching{.max_in_flight = 1, .max_batch = 3, .call_slice = absl::Seconds(30)});
-  service.Hold();
+  Start(&service,
+        GetBatching{.max_in_flight = 1, .max_batch = 3, .call_slice = absl::Seconds(30)});
   auto first = Requests({"k0"});
   auto queued = Requests({"k1", "k2", "k3", "k4", "k5", "k6", "k7"});
   Answers answers(8);
-  GetAll(first, answers);
-  ASSERT_TRUE(service.AwaitHeld(1));
-  GetAll(queued, answers, 1);
+  ASSERT_NO_FATAL_FAILURE(FillThenQueue(service, first, queued, answers));
   service.Release();
   ASSERT_TRUE(answers.AwaitAll());
   // One place: the queue drains in order, three at a time, the last one on its own.
@@ -294,14 +299,11 @@ TEST_F(ShardClientTest, ReadAfterAWriteNeverWaitsBehindTheBatch) {
   FakeShardService service;
   Start(&service,
         GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
-  service.Hold();
   auto first = Requests({"a"});
   auto after_write = Requests({"w"}, /*min_offset=*/12);
   Answers answers(2);
-  GetAll(first, answers);
-  ASSERT_TRUE(service.AwaitHeld(1));
+  ASSERT_NO_FATAL_FAILURE(FillThenQueue(service, first, after_write, answers));
   // The only place is taken, yet a read with min_offset (which may wait on the node) is sent.
-  GetAll(after_write, answers, 1);
   ASSERT_TRUE(service.AwaitHeld(2));
   EXPECT_THAT(service.gets(), ElementsAre("a", "w"));
   service.Release();
@@ -347,13 +349,10 @@ TEST_F(ShardClientTest, FailedBatchFailsEachOfItsReadsNamingTheNode) {
   service.FailBatches(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is draining"));
   Start(&service,
         GetBatching{.max_in_flight = 1, .max_batch = 64, .call_slice = absl::Seconds(30)});
-  service.Hold();
   auto first = Requests({"a"});
   auto queued = Requests({"b", "c", "d"});
   Answers answers(4);
-  GetAll(first, answers);
-  ASSERT_TRUE(service.AwaitHeld(1));
-  GetAll(queued, answers, 1);
+  ASSERT_NO_FATAL_FAILURE(FillThenQueue(service, first, queued, answers));
   service.Release();
   ASSERT_TRUE(answers.AwaitAll());
   EXPECT_TRUE(answers[0].ok()) << answers[0].status();
