@@ -121,13 +121,12 @@ class GrpcShardClient final : public ShardClient {
       Count(&GetBatchStats::get_calls, 1);
       stub_->async()->Get(&call->context, call->gets[0].request, &call->response,
                           [this, call](grpc::Status status) {
-                            std::unique_ptr<Call> owned(call);
                             std::vector<GetResult> results;
-                            if (status.ok()) {
-                              results.push_back(std::move(owned->response));
-                            }
-                            Ended(std::move(owned->gets), owned->deadline, status,
-                                  std::move(results));
+                            if (status.ok()) results.push_back(std::move(call->response));
+                            std::vector<QueuedGet> gets = std::move(call->gets);
+                            const absl::Time deadline = call->deadline;
+                            delete call;  // before answering: see CallAsync
+                            Ended(std::move(gets), deadline, status, std::move(results));
                           });
       return;
     }
@@ -139,16 +138,17 @@ class GrpcShardClient final : public ShardClient {
         &call->context, &call->batch_request, &call->batch_response,
         [this, call](grpc::Status status) {
           std::unique_ptr<Call> owned(call);
+          std::vector<QueuedGet> gets = std::move(owned->gets);
+          const absl::Time deadline = owned->deadline;
           if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+            owned.reset();  // before answering: see CallAsync
             // A node of an older release: from now on every read goes alone, as before batching.
             batch_supported_.store(false, std::memory_order_relaxed);
-            for (QueuedGet& get : owned->gets) {
-              GetAlone(*get.request, get.deadline, std::move(get.done));
-            }
-            return Ended({}, owned->deadline, grpc::Status::OK, {});
+            for (QueuedGet& get : gets) GetAlone(*get.request, get.deadline, std::move(get.done));
+            return Ended({}, deadline, grpc::Status::OK, {});
           }
           std::vector<GetResult> results;
-          const int n = static_cast<int>(owned->gets.size());
+          const int n = static_cast<int>(gets.size());
           if (status.ok() && owned->batch_response.results_size() != n) {
             status = grpc::Status(grpc::StatusCode::INTERNAL,
                                   absl::StrCat("node at ", endpoint_, ": GetBatch answered ",
@@ -165,7 +165,8 @@ class GrpcShardClient final : public ShardClient {
               }
             }
           }
-          Ended(std::move(owned->gets), owned->deadline, status, std::move(results));
+          owned.reset();  // before answering: see CallAsync
+          Ended(std::move(gets), deadline, status, std::move(results));
         });
   }
 
@@ -271,9 +272,16 @@ class GrpcShardClient final : public ShardClient {
     call->done = std::move(done);
     call->context.set_deadline(absl::ToChronoTime(deadline));
     start(&call->context, &request, &call->response, [this, call](grpc::Status status) {
-      std::unique_ptr<Call> owned(call);
-      if (!status.ok()) return owned->done(Annotate(status));
-      owned->done(std::move(owned->response));
+      Done<Response> done = std::move(call->done);
+      absl::StatusOr<Response> result =
+          status.ok() ? absl::StatusOr<Response>(std::move(call->response)) : Annotate(status);
+      // The call's context holds a reference to the channel. Drop it before `done` lets the
+      // caller go on: otherwise, once the caller has let go of this client, the channel may be
+      // destroyed here, on the gRPC thread that runs this callback. gRPC 1.51 then shuts down
+      // the callback queue that very thread polls, and the thread crashes (seen as a segfault
+      // in grpc_completion_queue_next when a test's last client and server go away).
+      delete call;
+      done(std::move(result));
     });
   }
 
