@@ -62,6 +62,10 @@ void ApplyDefaults(v1::Config& config) {
     config.mutable_node()->mutable_heartbeat_interval()->set_seconds(1);
   }
   if (config.router().watch_max_queued() == 0) config.mutable_router()->set_watch_max_queued(10000);
+  if (config.router().node_calls_in_flight() == 0) {
+    config.mutable_router()->set_node_calls_in_flight(4);
+  }
+  if (config.router().node_batch_max() == 0) config.mutable_router()->set_node_batch_max(64);
   if (config.router().max_request_bytes() == 0) {
     config.mutable_router()->set_max_request_bytes(1 << 20);
   }
@@ -160,6 +164,15 @@ absl::Status ValidateConfig(const v1::Config& config) {
   }
   if (config.router().watch_max_queued() < 1) {
     return Invalid("router.watch_max_queued", "must be >= 1");
+  }
+  if (config.router().node_calls_in_flight() < 1) {
+    return Invalid("router.node_calls_in_flight",
+                   absl::StrCat("must be >= 1, got ", config.router().node_calls_in_flight()));
+  }
+  // The ShardService's limit (node::kMaxGetBatch), which this library does not depend on.
+  if (config.router().node_batch_max() < 1 || config.router().node_batch_max() > 1000) {
+    return Invalid("router.node_batch_max", absl::StrCat("must be in [1, 1000], got ",
+                                                         config.router().node_batch_max()));
   }
   if (!config.node().enabled() && !config.router().enabled()) {
     return Invalid("node.enabled",

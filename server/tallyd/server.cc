@@ -95,15 +95,19 @@ absl::Status Server::Start() {
     const std::string local_id = config_.node().node_id();
     auto peer_credentials = common::PeerChannelCredentials(config_.server().tls());
     if (!peer_credentials.ok()) return peer_credentials.status();
+    const router::GetBatching batching{
+        .max_in_flight = config_.router().node_calls_in_flight(),
+        .max_batch = config_.router().node_batch_max(),
+        .stats = &get_batch_stats_,
+    };
     view_ = std::make_unique<router::MembershipView>(
-        config_, [local, local_id, credentials = *peer_credentials,
-                  stats = &get_batch_stats_](const std::string& id, const std::string& endpoint) {
+        config_, [local, local_id, credentials = *peer_credentials, batching](
+                     const std::string& id, const std::string& endpoint) {
           // The node in this process is read directly, without a network hop.
           if (local != nullptr && id == local_id) {
             return router::NewLocalShardClient(local->queries());
           }
-          return router::NewGrpcShardClient(endpoint, credentials,
-                                            router::GetBatching{.stats = stats});
+          return router::NewGrpcShardClient(endpoint, credentials, batching);
         });
     router_ = std::make_unique<router::Router>(config_, *sink_, *view_);
     feed_ = std::make_unique<watch::ChangeFeed>(config_);

@@ -21,6 +21,7 @@
 #include "server/kafka/partitioner.h"
 #include "tally/v1/state.grpc.pb.h"
 #include "tests/integration/cluster.h"
+#include "tests/integration/metrics_http.h"
 #include "tests/integration/node_harness.h"
 #include "tests/integration/reducer_model.h"
 #include "tests/testing/kafka_bootstrap.h"
@@ -510,6 +511,82 @@ TEST_F(RouterTest, UnknownObjectIsNotFoundAndOperatorsPinAndPurge) {
               }).ok());
   status = Get("n1", "site-9", purge_response.token(), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A router-only process whose calls to a node are all taken (router.node_calls_in_flight: 1)
+// queues the reads that arrive meanwhile and sends them together as GetBatch calls; each read
+// still gets its own object's state, and /metrics counts how they went.
+TEST(RouterBatchingTest, ReadsQueuedBehindTheNodesCallsGoTogetherAndEachGetsItsOwnState) {
+  TestCluster cluster(KafkaBootstrapOrDie(), kPartitions, "node_calls_in_flight: 1", "",
+                      "metrics_address: \"127.0.0.1:0\"");
+  ASSERT_TRUE(cluster.StartNode("n1").ok());
+  ASSERT_TRUE(cluster.StartRouter("r1").ok());
+  ASSERT_TRUE(cluster.WaitAllActive("r1", {"n1"})) << cluster.Logs();
+  constexpr int kObjects = 40;
+  auto key = [](int i) { return absl::StrCat("batch-", i); };
+  auto get = [&](int i, const std::string& min_token, v1::GetStateResponse* response) {
+    v1::GetStateRequest request;
+    request.set_scenario(kScenario);
+    request.set_object_key(key(i));
+    request.set_min_token(min_token);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return cluster.state("r1").GetState(&context, request, response);
+  };
+  for (int i = 0; i < kObjects; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ReportStateResponse reported;
+    ASSERT_TRUE(cluster.state("n1")
+                    .ReportState(&context, ReportRequest(key(i), "a", absl::StrCat("s", i)),
+                                 &reported)
+                    .ok());
+    v1::GetStateResponse visible;  // through r1 once applied (a read with min_token goes alone)
+    grpc::Status status = get(i, reported.token(), &visible);
+    ASSERT_TRUE(status.ok()) << key(i) << ": " << status.error_message();
+  }
+
+  // Bursts of reads from 8 threads at once, until some have shared a call (one burst nearly
+  // always does; the deadline bounds an unlucky machine).
+  std::atomic<int> reads{0}, wrong{0};
+  auto burst = [&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int n = 0; n < kObjects; ++n) {
+          const int i = (n + t * 5) % kObjects;
+          v1::GetStateResponse response;
+          grpc::Status status = get(i, "", &response);
+          reads.fetch_add(1);
+          if (!status.ok() || response.state().state() != absl::StrCat("s", i)) {
+            ADD_FAILURE() << key(i) << ": " << status.error_message() << " "
+                          << response.state().state();
+            wrong.fetch_add(1);
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  };
+  std::string metrics;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        burst();
+        metrics = HttpGet(cluster.process("r1").Log(), "GET /metrics HTTP/1.0");
+        return MetricValue(metrics, "tally_router_batched_reads_total") > 0;
+      },
+      absl::Seconds(60)))
+      << metrics;
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GE(MetricValue(metrics, "tally_router_shard_calls_total{method=\"GetBatch\"}"), 1)
+      << metrics;
+  // Every read to n1 went alone or in a batch (a call cut short by its time slice sends its
+  // reads again, so at least as many as were asked, with the 40 reads after the writes).
+  EXPECT_GE(MetricValue(metrics, "tally_router_shard_calls_total{method=\"Get\"}") +
+                MetricValue(metrics, "tally_router_batched_reads_total"),
+            reads.load() + kObjects)
+      << metrics;
+  EXPECT_EQ(MetricValue(metrics, "tally_router_queued_reads_expired_total"), 0) << metrics;
 }
 
 }  // namespace
