@@ -284,31 +284,30 @@ grpc::Status StateService::ListState(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* StateService::WatchState(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
-  using WatchReactor = grpc::ServerWriteReactor<grpc::ByteBuffer>;
+void StateService::HandleWatch(watch::WatchCall& call, const grpc::ByteBuffer& raw_request) {
+  grpc::ServerContext* context = &call.context();
   v1::WatchStateRequest request;
-  grpc::ByteBuffer bytes(*raw_request);  // a reference: Deserialize consumes its buffer
+  grpc::ByteBuffer bytes(raw_request);  // a reference: Deserialize consumes its buffer
   if (bytes.Valid() &&
       !grpc::SerializationTraits<v1::WatchStateRequest>::Deserialize(&bytes, &request).ok()) {
     grpc::Slice slice;
-    (void)raw_request->DumpToSingleSlice(&slice);
-    return new Refused<WatchReactor>(RequestDoesNotParse(
+    (void)raw_request.DumpToSingleSlice(&slice);
+    return call.Finish(RequestDoesNotParse(
         "/tally.v1.StateService/WatchState", request,
         std::string(reinterpret_cast<const char*>(slice.begin()), slice.size())));
   }
   auto principal = auth_.Authorize(context->client_metadata(), auth::kReader, "WatchState");
-  if (!principal.ok()) return new Refused<WatchReactor>(ToGrpcStatus(principal.status()));
+  if (!principal.ok()) return call.Finish(ToGrpcStatus(principal.status()));
   auto partitions = router_.CheckWatch(request);
-  if (!partitions.ok()) return new Refused<WatchReactor>(ToGrpcStatus(partitions.status()));
+  if (!partitions.ok()) return call.Finish(ToGrpcStatus(partitions.status()));
   std::shared_ptr<void> lease;
   if (absl::Status s = limits_.watches.Acquire(principal->name, &lease); !s.ok()) {
-    return new Refused<WatchReactor>(ToGrpcStatus(s));
+    return call.Finish(ToGrpcStatus(s));
   }
   const absl::Duration snapshot_timeout = std::max(default_deadline_, absl::Seconds(60));
   const Router& router = router_;
-  return watch::NewWatchStream(
-      context, request, *partitions, feed_,
+  watch::NewWatchStream(
+      call, request, *partitions, feed_,
       [&router, snapshot_timeout](
           const internal::v1::ShardSnapshotRequest& snapshot,
           const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit) {

@@ -27,7 +27,7 @@ class StateService final
     : public v1::StateService::WithCallbackMethod_ReportState<
           v1::StateService::WithCallbackMethod_ReportStates<
               v1::StateService::WithCallbackMethod_GetState<
-                  v1::StateService::WithRawCallbackMethod_WatchState<v1::StateService::Service>>>> {
+                  v1::StateService::WithRawMethod_WatchState<v1::StateService::Service>>>> {
  public:
   // `router`, `feed` and `auth` must outlive the service.
   StateService(Router& router, watch::ChangeFeed& feed, const auth::Authorizer& auth, Limits limits,
@@ -49,10 +49,10 @@ class StateService final
                                      v1::GetStateResponse* response) override;
   grpc::Status ListState(grpc::ServerContext* context, const v1::ListStateRequest* request,
                          v1::ListStateResponse* response) override;
-  // Raw: the stream writes serialized WatchStateResponse messages, so one event's bytes serve all
-  // its watchers (see watch::NewWatchStream).
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchState(grpc::CallbackServerContext* context,
-                                                         const grpc::ByteBuffer* request) override;
+  // WatchState is raw, on the completion-queue API (see watch::WatchServer, which calls this for
+  // each call, and RequestWatchState): the stream writes serialized WatchStateResponse
+  // messages, so one event's bytes serve all its watchers (see watch::NewWatchStream).
+  void HandleWatch(watch::WatchCall& call, const grpc::ByteBuffer& request);
 
  private:
   Router& router_;

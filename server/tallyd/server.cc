@@ -20,6 +20,8 @@ namespace {
 
 // How long the router waits at start-up to read the membership records that already exist.
 constexpr absl::Duration kRouterReadyTimeout = absl::Seconds(30);
+// Completion queues (a thread each) that WatchState streams are spread over.
+constexpr int kWatchQueues = 8;
 
 std::string AdvertiseAddress(const config::v1::Config& config, const std::string& bound) {
   if (!config.server().advertise_address().empty()) return config.server().advertise_address();
@@ -123,6 +125,16 @@ absl::Status Server::Start() {
         std::make_unique<router::AdminService>(*router_, feed_.get(), *auth_, default_deadline);
     builder.RegisterService(state_service_.get());
     builder.RegisterService(admin_service_.get());
+    // WatchState on queues of its own (see watch_call.h): each holds an eighth of the streams.
+    router::StateService* state = state_service_.get();
+    watch_server_ = std::make_unique<watch::WatchServer>(
+        builder, kWatchQueues,
+        [state](grpc::ServerContext* context, grpc::ByteBuffer* request,
+                grpc::ServerAsyncWriter<grpc::ByteBuffer>* writer, grpc::ServerCompletionQueue* cq,
+                void* tag) { state->RequestWatchState(context, request, writer, cq, cq, tag); },
+        [state](watch::WatchCall& call, const grpc::ByteBuffer& request) {
+          state->HandleWatch(call, request);
+        });
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
     interceptors.push_back(router::NewParseErrorInterceptor());
@@ -156,6 +168,7 @@ absl::Status Server::Start() {
         absl::StrCat("cannot listen on server.listen_address \"", listen, "\""));
   }
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  if (watch_server_ != nullptr) watch_server_->Start();
   std::string host = listen.substr(0, listen.rfind(':'));
   address_ = absl::StrCat(host, ":", port);
   advertise_address_ = AdvertiseAddress(config_, address_);
@@ -292,8 +305,11 @@ void Server::Stop() {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     grpc_server_->Wait();
-    grpc_server_.reset();
   }
+  // The server's Shutdown cancelled the watch streams; their queues close once they are over,
+  // and before the server goes.
+  watch_server_.reset();
+  grpc_server_.reset();
   if (view_ != nullptr) view_->Stop();
   if (feed_ != nullptr) feed_->Stop();
   admin_service_.reset();

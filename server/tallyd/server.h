@@ -21,6 +21,7 @@
 #include "server/router/router.h"
 #include "server/router/services.h"
 #include "server/watch/change_feed.h"
+#include "server/watch/watch_call.h"
 #include "tally/config/v1/config.pb.h"
 
 namespace tally {
@@ -67,6 +68,7 @@ class Server {
   std::unique_ptr<router::Router> router_;
   std::unique_ptr<router::StateService> state_service_;
   std::unique_ptr<router::AdminService> admin_service_;
+  std::unique_ptr<watch::WatchServer> watch_server_;  // WatchState's queues and their threads
   std::unique_ptr<grpc::Server> grpc_server_;
 };
 

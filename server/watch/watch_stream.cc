@@ -30,14 +30,14 @@ struct SnapshotDoneItem {
 using Item = std::variant<std::shared_ptr<const ChangeItem>, v1::ObjectState, SnapshotDoneItem,
                           ProgressItem, BacklogEnd>;
 
-class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
-                          public Subscriber {
+class WatchStream final : public WatchCallbacks, public Subscriber {
  public:
-  WatchStream(grpc::CallbackServerContext* context, const v1::WatchStateRequest& request,
-              int32_t partitions, ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
+  WatchStream(WatchCall& call, const v1::WatchStateRequest& request, int32_t partitions,
+              ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
               std::shared_ptr<void> lease)
       : lease_(std::move(lease)),
-        context_(context),
+        call_(call),
+        context_(&call.context()),
         request_(request),
         partitions_(partitions),
         feed_(feed),
@@ -58,7 +58,7 @@ class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     Filter filter{request.object_key(), request.prefix()};
     // Not under mu_: the feed calls OnLive (which takes mu_) while holding its own lock.
     std::vector<int64_t> live_start =
-        feed_.Subscribe(request.scenario(), filter, this, context->peer());
+        feed_.Subscribe(request.scenario(), filter, this, context_->peer());
     subscribed_ = true;
     if (start.offsets.empty()) start.offsets = live_start;
     bool needs_backlog = request.send_initial();
@@ -108,7 +108,7 @@ class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     return live_.size();
   }
 
-  // Reactor.
+  // WatchCallbacks.
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
     writing_ = false;
@@ -311,7 +311,7 @@ class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     write_buffer_.Swap(&buffer);
     writing_ = true;
     idle_ = false;
-    StartWrite(&write_buffer_);
+    call_.StartWrite(&write_buffer_);
   }
   void SerializeAndWriteLocked(const v1::WatchStateResponse& response) {
     bool own_buffer = false;
@@ -335,11 +335,12 @@ class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     backlog_.clear();
     shared_->cancelled.store(true);
     shared_->room.notify_all();
-    Finish(std::move(status));
+    call_.Finish(std::move(status));
   }
 
   const std::shared_ptr<void> lease_;
-  grpc::CallbackServerContext* const context_;
+  WatchCall& call_;
+  grpc::ServerContext* const context_;
   const v1::WatchStateRequest request_;
   const int32_t partitions_;
   ChangeFeed& feed_;
@@ -366,11 +367,11 @@ class WatchStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
 
 }  // namespace
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* NewWatchStream(
-    grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
-    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options, std::shared_ptr<void> lease) {
-  return new WatchStream(context, request, partitions, feed, std::move(snapshot), options,
-                         std::move(lease));
+void NewWatchStream(WatchCall& call, const v1::WatchStateRequest& request, int32_t partitions,
+                    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
+                    std::shared_ptr<void> lease) {
+  call.Bind(new WatchStream(call, request, partitions, feed, std::move(snapshot), options,
+                            std::move(lease)));
 }
 
 }  // namespace tally::watch

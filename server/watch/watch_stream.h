@@ -1,7 +1,7 @@
 #ifndef TALLY_SERVER_WATCH_WATCH_STREAM_H_
 #define TALLY_SERVER_WATCH_WATCH_STREAM_H_
 
-// WatchStream serves one WatchState call (gRPC callback API): it subscribes to the router's
+// WatchStream serves one WatchState call (a WatchCall, see watch_call.h): it subscribes to the router's
 // ChangeFeed, first streams what comes before the live tail — the snapshot of send_initial, or
 // the backlog after a resume token — from a thread of its own, then the live events, each with
 // the resume token of the position after it. Idle streams get a Progress message about every
@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "server/watch/change_feed.h"
+#include "server/watch/watch_call.h"
 #include "tally/internal/v1/shard.pb.h"
 #include "tally/v1/state.pb.h"
 
@@ -42,18 +43,17 @@ using SnapshotFn = std::function<absl::StatusOr<int64_t>(
     const internal::v1::ShardSnapshotRequest& request,
     const std::function<bool(const internal::v1::ShardSnapshotResponse&)>& emit)>;
 
-// The reactor for one call; deletes itself when the call is done, and releases `lease` (e.g. a
-// per-principal watch count) then. `feed` and `snapshot` must
-// outlive every stream. `partitions` is the scenario's partition count; the request has been
+// Binds the stream for one call to `call`; it deletes itself when the call is done, and releases
+// `lease` (e.g. a per-principal watch count) then. Runs on the call's queue thread (the
+// handler's). `feed` and `snapshot` must outlive every stream. `partitions` is the scenario's partition count; the request has been
 // checked by the caller except for its resume token.
 //
 // The stream writes serialized WatchStateResponse messages (the method is registered raw, see
 // StateService): a live event's bytes are serialized once by the feed and shared by all its
 // watchers.
-grpc::ServerWriteReactor<grpc::ByteBuffer>* NewWatchStream(
-    grpc::CallbackServerContext* context, const v1::WatchStateRequest& request, int32_t partitions,
-    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
-    std::shared_ptr<void> lease = nullptr);
+void NewWatchStream(WatchCall& call, const v1::WatchStateRequest& request, int32_t partitions,
+                    ChangeFeed& feed, SnapshotFn snapshot, WatchOptions options,
+                    std::shared_ptr<void> lease = nullptr);
 
 }  // namespace tally::watch
 

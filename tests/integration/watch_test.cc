@@ -557,5 +557,35 @@ TEST_F(WatchTest, AThousandWatchersOnOneRouterAllReceiveEveryEvent) {
   EXPECT_EQ(duplicates, 0);
 }
 
+// SIGTERM of a router with watchers attached (live ones, and one whose snapshot is being
+// streamed): the streams end, their queues close, and tallyd exits cleanly.
+TEST_F(WatchTest, RouterStoppedWithWatchersAttachedEndsThemAndExitsCleanly) {
+  cluster_ = std::make_unique<TestCluster>(KafkaBootstrapOrDie(), 2);
+  ASSERT_TRUE(cluster_->StartNode("n1").ok());
+  ASSERT_TRUE(cluster_->WaitAllActive("n1", {"n1"})) << cluster_->Logs();
+  std::vector<v1::ReportStateRequest> requests;
+  for (int i = 0; i < 100; ++i) requests.push_back(ReportRequest(absl::StrCat("s-", i), "a", "up"));
+  ASSERT_TRUE(ReportAll(cluster_->state("n1"), requests));
+
+  std::vector<std::unique_ptr<CountingWatcher>> watchers;
+  for (int i = 0; i < 200; ++i) {
+    watchers.push_back(std::make_unique<CountingWatcher>(cluster_->state("n1"),
+                                                         Watch("", "", /*send_initial=*/i == 0)));
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (auto& w : watchers) {
+          if (w->responses() == 0) return false;
+        }
+        return true;
+      },
+      absl::Seconds(60)));
+  const int status = cluster_->process("n1").Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << cluster_->Logs();
+  EXPECT_THAT(cluster_->process("n1").Log(),
+              ::testing::Not(HasSubstr("WatchState calls still open at shutdown")));
+  watchers.clear();  // each Stop returns: gRPC is done with every stream
+}
+
 }  // namespace
 }  // namespace tally::test
