@@ -77,7 +77,7 @@ void WatchServer::Start() {
 }
 
 void WatchServer::Accept(grpc::ServerCompletionQueue* cq) {
-  auto* call = new WatchCall(cq);
+  auto* call = new WatchCall;
   {
     std::lock_guard lock(mu_);
     calls_.insert(call);

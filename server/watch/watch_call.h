@@ -59,11 +59,10 @@ class WatchCall {
     Kind kind;
   };
 
-  explicit WatchCall(grpc::ServerCompletionQueue* cq) : cq_(cq), writer_(&context_) {}
+  WatchCall() : writer_(&context_) {}
   // On the queue's thread. Returns true when the call is over and may be deleted.
   bool Completed(Kind kind, bool ok);
 
-  grpc::ServerCompletionQueue* const cq_;
   grpc::ServerContext context_;
   grpc::ByteBuffer request_;
   grpc::ServerAsyncWriter<grpc::ByteBuffer> writer_;
