@@ -157,35 +157,7 @@ void ChangeFeed::Run() {
     kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 50));
     if (msg != nullptr && !msg->err) {
       auto topic = scenario_of_topic_.find(rd_kafka_topic_name(msg->rkt));
-      if (topic != scenario_of_topic_.end()) {
-        const std::string& scenario = topic->second;
-        auto item = std::make_shared<ChangeItem>();
-        bool parsed = ToItem(*msg, *item);
-        if (!parsed) {
-          log::Warn("ignoring a record that is not a change event",
-                    {{"topic", rd_kafka_topic_name(msg->rkt)}, {"offset", msg->offset}});
-        }
-        absl::MutexLock lock(&mu_);
-        std::vector<int64_t>& positions = positions_[scenario];
-        if (static_cast<size_t>(msg->partition) < positions.size()) {
-          positions[msg->partition] = msg->offset + 1;
-        }
-        if (parsed) {
-          if (static_cast<size_t>(msg->partition) < positions.size()) {
-            SetLiveResponse(scenario, positions, *item);
-          }
-          matched.clear();
-          for (const auto& [connection, subscriber] : order_) {
-            const Registration& registration = subscribers_.at(subscriber);
-            if (registration.scenario == scenario &&
-                registration.filter.Matches(item->change.object_key())) {
-              matched.push_back(subscriber);
-            }
-          }
-          // Still under mu_: no subscriber leaves before its calls return.
-          fan_out_->Run(matched.size(), [&](size_t i) { matched[i]->OnLive(item); });
-        }
-      }
+      if (topic != scenario_of_topic_.end()) Dispatch(*msg, topic->second, matched);
     } else if (msg != nullptr && msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       log::Debug("changes consumer event", {{"error", rd_kafka_err2str(msg->err)}});
     }
@@ -199,6 +171,46 @@ void ChangeFeed::Run() {
   }
 }
 
+void ChangeFeed::Dispatch(const rd_kafka_message_t& msg, const std::string& scenario,
+                          std::vector<Subscriber*>& matched) {
+  auto advance = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> std::vector<int64_t>* {
+    std::vector<int64_t>& positions = positions_[scenario];
+    if (static_cast<size_t>(msg.partition) >= positions.size()) return nullptr;
+    positions[msg.partition] = msg.offset + 1;
+    return &positions;
+  };
+  {
+    // An event of a scenario nobody watches only moves the position, which a later subscriber
+    // starts from: no parse and no response built (during ingest that was a parse and a
+    // serialization per change event on every router, for no one).
+    absl::MutexLock lock(&mu_);
+    if (watchers_of_[scenario] == 0) {
+      advance();
+      return;
+    }
+  }
+  auto item = std::make_shared<ChangeItem>();
+  const bool parsed = ToItem(msg, *item);  // outside the lock: subscribers may come meanwhile
+  if (!parsed) {
+    log::Warn("ignoring a record that is not a change event",
+              {{"topic", rd_kafka_topic_name(msg.rkt)}, {"offset", msg.offset}});
+  }
+  absl::MutexLock lock(&mu_);
+  std::vector<int64_t>* positions = advance();
+  if (!parsed) return;
+  if (positions != nullptr) SetLiveResponse(scenario, *positions, *item);
+  matched.clear();
+  for (const auto& [connection, subscriber] : order_) {
+    const Registration& registration = subscribers_.at(subscriber);
+    if (registration.scenario == scenario &&
+        registration.filter.Matches(item->change.object_key())) {
+      matched.push_back(subscriber);
+    }
+  }
+  // Still under mu_: no subscriber leaves before its calls return.
+  fan_out_->Run(matched.size(), [&](size_t i) { matched[i]->OnLive(item); });
+}
+
 std::vector<int64_t> ChangeFeed::Subscribe(const std::string& scenario, Filter filter,
                                            Subscriber* subscriber, const std::string& connection) {
   absl::MutexLock lock(&mu_);
@@ -207,6 +219,7 @@ std::vector<int64_t> ChangeFeed::Subscribe(const std::string& scenario, Filter f
   assert(inserted);
   (void)it;
   order_.emplace(connection, subscriber);
+  ++watchers_of_[scenario];
   return positions_[scenario];
 }
 
@@ -215,6 +228,7 @@ void ChangeFeed::Unsubscribe(Subscriber* subscriber) {
   auto it = subscribers_.find(subscriber);
   if (it == subscribers_.end()) return;
   order_.erase({it->second.connection, subscriber});
+  --watchers_of_[it->second.scenario];
   subscribers_.erase(it);
 }
 

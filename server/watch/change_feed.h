@@ -97,8 +97,8 @@ class ChangeFeed {
   // returns the positions its live events start at. Subscribers with the same `connection`
   // (e.g. the client's address) get an event at about the same time, from different threads,
   // which lets gRPC put their messages into one write on that connection.
-  std::vector<int64_t> Subscribe(const std::string& scenario, Filter filter,
-                                 Subscriber* subscriber, const std::string& connection = "");
+  std::vector<int64_t> Subscribe(const std::string& scenario, Filter filter, Subscriber* subscriber,
+                                 const std::string& connection = "");
   // After it returns, no callback of the subscriber runs or will run.
   void Unsubscribe(Subscriber* subscriber);
 
@@ -118,12 +118,16 @@ class ChangeFeed {
     std::string connection;
   };
   void Run();
+  // One event of `scenario`'s changes topic, on the tail thread: moves the position and hands
+  // the event to the subscribers it matches.
+  void Dispatch(const rd_kafka_message_t& msg, const std::string& scenario,
+                std::vector<Subscriber*>& matched);
 
   // Constant after construction.
   const config::v1::Config& config_;
   absl::flat_hash_map<std::string, std::string> scenario_of_topic_;
 
-  kafka::HandlePtr consumer_;  // the tail; used by its thread after Start()
+  kafka::HandlePtr consumer_;        // the tail; used by its thread after Start()
   std::unique_ptr<FanOut> fan_out_;  // the tail thread's helpers; from Start() to Stop()
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -133,6 +137,8 @@ class ChangeFeed {
   absl::flat_hash_map<Subscriber*, Registration> subscribers_ ABSL_GUARDED_BY(mu_);
   // The subscribers in dispatch order: by connection.
   absl::btree_set<std::pair<std::string, Subscriber*>> order_ ABSL_GUARDED_BY(mu_);
+  // Subscribers per scenario: events of a scenario nobody watches only move its position.
+  absl::flat_hash_map<std::string, int> watchers_of_ ABSL_GUARDED_BY(mu_);
   int backlog_readers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
