@@ -10,8 +10,14 @@ namespace tally::auth {
 ReportRateLimiter::ReportRateLimiter(double per_second, int burst, std::function<absl::Time()> now)
     : per_second_(per_second), burst_(std::max(1, burst)), now_(std::move(now)) {}
 
-absl::Status ReportRateLimiter::Take(const std::string& principal) {
+absl::Status ReportRateLimiter::Take(const std::string& principal, int count) {
   if (per_second_ <= 0) return absl::OkStatus();
+  if (count > burst_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%d reports in one request, more than the burst of %g that principal \"%s\" may send at "
+        "once (router.report_burst): send smaller batches",
+        count, burst_, principal));
+  }
   const absl::Time now = now_();
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = buckets_.try_emplace(principal, Bucket{burst_, now});
@@ -19,11 +25,11 @@ absl::Status ReportRateLimiter::Take(const std::string& principal) {
   bucket.tokens =
       std::min(burst_, bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * per_second_);
   bucket.refilled = now;
-  if (bucket.tokens >= 1) {
-    bucket.tokens -= 1;
+  if (bucket.tokens >= count) {
+    bucket.tokens -= count;
     return absl::OkStatus();
   }
-  const double wait_ms = (1 - bucket.tokens) / per_second_ * 1000;
+  const double wait_ms = (count - bucket.tokens) / per_second_ * 1000;
   return absl::ResourceExhaustedError(absl::StrFormat(
       "rate limit: principal \"%s\" may send %g reports/s (burst %g); retry in %.0f ms", principal,
       per_second_, burst_, std::ceil(wait_ms)));

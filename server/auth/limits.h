@@ -23,9 +23,10 @@ class ReportRateLimiter {
   // `per_second` <= 0: unlimited. `burst`: the bucket's size (at least 1).
   ReportRateLimiter(
       double per_second, int burst, std::function<absl::Time()> now = [] { return absl::Now(); });
-  // OK and one token taken, or RESOURCE_EXHAUSTED naming the principal, the limit, and when to
-  // retry.
-  absl::Status Take(const std::string& principal);
+  // OK and `count` (>= 1) tokens taken, or RESOURCE_EXHAUSTED naming the principal, the limit,
+  // and when to retry; nothing is taken then. A count larger than the burst never fits the
+  // bucket: INVALID_ARGUMENT saying so (send smaller batches).
+  absl::Status Take(const std::string& principal, int count = 1);
 
  private:
   struct Bucket {

@@ -25,6 +25,24 @@ TEST(ReportRateLimiterTest, BurstThenRefillAtTheRatePerPrincipal) {
   EXPECT_FALSE(limiter.Take("a").ok());
 }
 
+TEST(ReportRateLimiterTest, BatchTakesATokenAReportOrNone) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  ReportRateLimiter limiter(10, 5, [&] { return now; });
+  EXPECT_TRUE(limiter.Take("a", 4).ok());
+  absl::Status refused = limiter.Take("a", 2);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("retry in 100 ms")) << "one token left, two wanted";
+  EXPECT_TRUE(limiter.Take("a", 1).ok()) << "the refused batch took nothing";
+  now += absl::Milliseconds(200);
+  EXPECT_TRUE(limiter.Take("a", 2).ok());
+
+  absl::Status never = limiter.Take("b", 6);
+  EXPECT_EQ(never.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(never.message(), HasSubstr("6 reports in one request, more than the burst of 5"));
+  EXPECT_THAT(never.message(), HasSubstr("router.report_burst"));
+  EXPECT_TRUE(limiter.Take("b", 5).ok()) << "a full burst fits";
+}
+
 TEST(ReportRateLimiterTest, ZeroRateIsUnlimited) {
   ReportRateLimiter limiter(0, 1);
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limiter.Take("a").ok());
