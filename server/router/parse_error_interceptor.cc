@@ -42,9 +42,9 @@ class Factory final : public grpc::experimental::ServerInterceptorFactoryInterfa
     // interceptor would run on each of its many writes.
     static const auto* const kMethods = new absl::flat_hash_set<std::string>{
         "/tally.v1.StateService/ReportState", "/tally.v1.StateService/ReportStates",
-        "/tally.v1.StateService/GetState",    "/tally.v1.StateService/ListState",
-        "/tally.v1.AdminService/SetState",    "/tally.v1.AdminService/PurgeState",
-        "/tally.v1.AdminService/DescribeCluster"};
+        "/tally.v1.StateService/ReportBatch", "/tally.v1.StateService/GetState",
+        "/tally.v1.StateService/ListState",   "/tally.v1.AdminService/SetState",
+        "/tally.v1.AdminService/PurgeState",  "/tally.v1.AdminService/DescribeCluster"};
     const std::string method = info->method();
     if (!kMethods->contains(method)) return nullptr;
     return new ParseErrorInterceptor(method);

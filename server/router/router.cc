@@ -1,6 +1,7 @@
 #include "server/router/router.h"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -18,6 +19,41 @@ namespace {
 using google::protobuf::util::TimeUtil;
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// `status` with its message prefixed, e.g. by "reports[3]." to name the report it is about.
+absl::Status Prefixed(const absl::Status& status, absl::string_view prefix) {
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+// The writes of one ReportBatch: each report's callback fills its own slot, and the last one to
+// finish answers the batch. Callbacks run on the sink's thread, or inline on the caller's when
+// the sink refuses at once, so the count is atomic and each slot has one writer.
+class BatchWrites {
+ public:
+  BatchWrites(size_t size, Router::BatchDone done)
+      : slots_(size), remaining_(size), done_(std::move(done)) {}
+
+  void Done(size_t index, int32_t partition, absl::StatusOr<int64_t> offset) {
+    slots_[index] =
+        offset.ok() ? absl::StatusOr<std::string>(EncodeWriteToken(WriteToken{partition, *offset}))
+                    : absl::StatusOr<std::string>(offset.status());
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    std::vector<std::string> tokens;
+    tokens.reserve(slots_.size());
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (!slots_[i].ok()) {
+        return done_(Prefixed(slots_[i].status(), absl::StrCat("reports[", i, "]: ")));
+      }
+      tokens.push_back(std::move(*slots_[i]));
+    }
+    done_(std::move(tokens));
+  }
+
+ private:
+  std::vector<absl::StatusOr<std::string>> slots_;
+  std::atomic<size_t> remaining_;
+  const Router::BatchDone done_;
+};
 
 }  // namespace
 
@@ -54,6 +90,44 @@ void Router::Report(const v1::ReportStateRequest& request, WriteDone done) {
   auto scenario = FindScenario(request.scenario());
   if (!scenario.ok()) return done(scenario.status());
   Write(**scenario, ReportRecordFor(request, *(*scenario)->config, NowMs()), std::move(done));
+}
+
+void Router::ReportBatch(const v1::ReportBatchRequest& request, BatchDone done) {
+  const int size = request.reports_size();
+  if (size == 0) return done(absl::InvalidArgumentError("reports: must not be empty"));
+  if (size > kMaxBatchReports) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("reports: ", size, " reports, the limit is ", kMaxBatchReports)));
+  }
+  struct Write {
+    const Scenario* scenario;
+    int32_t partition;
+    records::v1::ReportRecord record;
+  };
+  std::vector<Write> writes;
+  writes.reserve(size);
+  const int64_t now_ms = NowMs();
+  for (int i = 0; i < size; ++i) {
+    const v1::ReportStateRequest& report = request.reports(i);
+    auto scenario = FindScenario(report.scenario());
+    absl::StatusOr<records::v1::ReportRecord> record =
+        scenario.ok() ? ReportRecordFor(report, *(*scenario)->config, now_ms)
+                      : absl::StatusOr<records::v1::ReportRecord>(scenario.status());
+    if (!record.ok()) return done(Prefixed(record.status(), absl::StrCat("reports[", i, "].")));
+    const int32_t partition =
+        kafka::PartitionFor(record->object_key(), (*scenario)->config->partitions());
+    writes.push_back(Write{*scenario, partition, *std::move(record)});
+  }
+  auto batch = std::make_shared<BatchWrites>(writes.size(), std::move(done));
+  std::string value;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const Write& w = writes[i];
+    w.record.SerializeToString(&value);
+    sink_.Send(w.scenario->reports_topic, w.partition, w.record.object_key(), value,
+               [batch, i, partition = w.partition](absl::StatusOr<int64_t> offset) {
+                 batch->Done(i, partition, std::move(offset));
+               });
+  }
 }
 
 void Router::Set(const v1::SetStateRequest& request, WriteDone done) {

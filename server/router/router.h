@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
@@ -57,6 +58,16 @@ class Router {
   ~Router() = default;
 
   void Report(const v1::ReportStateRequest& request, WriteDone done);
+  // The tokens of a batch's writes in the request's order, or why the batch failed. Runs on the
+  // sink's thread, or inline when the batch is refused before any write; must not block.
+  using BatchDone = std::function<void(absl::StatusOr<std::vector<std::string>> tokens)>;
+  // Checks every report first (1 to kMaxBatchReports of them): a bad one refuses the batch with
+  // its index and field (INVALID_ARGUMENT `reports[3].state: must not be empty`, NOT_FOUND for
+  // an unknown scenario) and nothing is written. Then writes each one as Report does, and calls
+  // `done` once, after the last write is confirmed or failed: a failed write fails the batch
+  // with UNAVAILABLE naming the first report that failed (the others may be written: a retried
+  // report replaces the same vote). `request` need not outlive the call.
+  void ReportBatch(const v1::ReportBatchRequest& request, BatchDone done);
   void Set(const v1::SetStateRequest& request, WriteDone done);
   void Purge(const v1::PurgeStateRequest& request, WriteDone done);
 
@@ -116,6 +127,9 @@ class Router {
 
   mutable TableWaiter waiter_;  // thread-safe; where asynchronous reads wait for newer tables
 };
+
+// The most reports a ReportBatch request may carry.
+inline constexpr int kMaxBatchReports = 1000;
 
 // ListState's page size when the request gives none, and the largest it accepts.
 inline constexpr int32_t kDefaultPageSize = 100;

@@ -86,9 +86,8 @@ class ReportStream final
       if (token.ok()) {
         slot.response.set_token(std::move(*token));
       } else {
-        slot.error =
-            grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
-                         absl::StrCat("request ", index, ": ", token.status().message()));
+        slot.error = grpc::Status(static_cast<grpc::StatusCode>(token.status().code()),
+                                  absl::StrCat("request ", index, ": ", token.status().message()));
       }
       if (state->stream != nullptr) state->stream->MaybeAdvance(lock);
     };
@@ -242,6 +241,47 @@ grpc::ServerUnaryReactor* StateService::ReportState(grpc::CallbackServerContext*
   router_.Report(bound, [reactor, response](absl::StatusOr<std::string> token) {
     if (!token.ok()) return reactor->Finish(ToGrpcStatus(token.status()));
     response->set_token(std::move(*token));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* StateService::ReportBatch(grpc::CallbackServerContext* context,
+                                                    const v1::ReportBatchRequest* request,
+                                                    v1::ReportBatchResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto principal = auth_.Authorize(context->client_metadata(), auth::kAgent, "ReportBatch");
+  if (!principal.ok()) {
+    reactor->Finish(ToGrpcStatus(principal.status()));
+    return reactor;
+  }
+  // With auth on, every report is bound to the caller (a copy: the request is gRPC's); without
+  // it the request goes as it came, uncopied.
+  const v1::ReportBatchRequest* batch = request;
+  v1::ReportBatchRequest bound;
+  if (auth_.enabled()) {
+    bound = *request;
+    for (int i = 0; i < bound.reports_size(); ++i) {
+      if (absl::Status s = BindAgentIdentity(auth_, *principal, *bound.mutable_reports(i));
+          !s.ok()) {
+        reactor->Finish(
+            ToGrpcStatus(absl::Status(s.code(), absl::StrCat("reports[", i, "].", s.message()))));
+        return reactor;
+      }
+    }
+    batch = &bound;
+  }
+  if (absl::Status s = limits_.reports.Take(principal->name, std::max(1, batch->reports_size()));
+      !s.ok()) {
+    // A batch larger than the burst is the request's fault: name its field.
+    if (absl::IsInvalidArgument(s))
+      s = absl::InvalidArgumentError(absl::StrCat("reports: ", s.message()));
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  router_.ReportBatch(*batch, [reactor, response](absl::StatusOr<std::vector<std::string>> tokens) {
+    if (!tokens.ok()) return reactor->Finish(ToGrpcStatus(tokens.status()));
+    for (std::string& token : *tokens) response->add_tokens(std::move(token));
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;

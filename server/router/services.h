@@ -2,9 +2,9 @@
 #define TALLY_SERVER_ROUTER_SERVICES_H_
 
 // The public gRPC services over a Router: proto in, proto out, absl::Status → grpc::Status.
-// ReportState, ReportStates and GetState use gRPC's callback API: a call holds no thread while
-// Kafka confirms the write or while the owner answers the read. ListState blocks a thread of the
-// synchronous pool. Reads may wait for min_token, within the call's deadline (or
+// ReportState, ReportStates, ReportBatch and GetState use gRPC's callback API: a call holds no
+// thread while Kafka confirms the write or while the owner answers the read. ListState blocks a
+// thread of the synchronous pool. Reads may wait for min_token, within the call's deadline (or
 // router.default_deadline when the call has none).
 
 #include "absl/time/time.h"
@@ -26,8 +26,9 @@ struct Limits {
 class StateService final
     : public v1::StateService::WithCallbackMethod_ReportState<
           v1::StateService::WithCallbackMethod_ReportStates<
-              v1::StateService::WithCallbackMethod_GetState<
-                  v1::StateService::WithRawMethod_WatchState<v1::StateService::Service>>>> {
+              v1::StateService::WithCallbackMethod_ReportBatch<
+                  v1::StateService::WithCallbackMethod_GetState<
+                      v1::StateService::WithRawMethod_WatchState<v1::StateService::Service>>>>> {
  public:
   // `router`, `feed` and `auth` must outlive the service.
   StateService(Router& router, watch::ChangeFeed& feed, const auth::Authorizer& auth, Limits limits,
@@ -44,6 +45,9 @@ class StateService final
                                         v1::ReportStateResponse* response) override;
   grpc::ServerBidiReactor<v1::ReportStateRequest, v1::ReportStateResponse>* ReportStates(
       grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ReportBatch(grpc::CallbackServerContext* context,
+                                        const v1::ReportBatchRequest* request,
+                                        v1::ReportBatchResponse* response) override;
   grpc::ServerUnaryReactor* GetState(grpc::CallbackServerContext* context,
                                      const v1::GetStateRequest* request,
                                      v1::GetStateResponse* response) override;

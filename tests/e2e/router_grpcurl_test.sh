@@ -3,8 +3,8 @@
 # cluster in separate processes: every tallyd runs the node and the router role, scenario "demo"
 # has 6 partitions and a majority reducer. Checks DescribeCluster, write tokens and
 # read-your-writes, majority states, routing to the partition owner from any node, ListState
-# paging and prefixes, SetState pin/unpin, PurgeState, the errors an operator sees, and the
-# ReportStates stream.
+# paging and prefixes, SetState pin/unpin, PurgeState, the errors an operator sees, the
+# ReportStates stream, and ReportBatch.
 #   router_grpcurl_test.sh TALLYD
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 tallyd="$1"
@@ -380,6 +380,30 @@ grep -qx '  Code: InvalidArgument' "$E2E_DIR/stream.err" && grep -q '^  Message:
 [[ "$(grep -c '"token"' "$E2E_DIR/stream.out")" == 1 ]] ||
   fail "ReportStates with a bad 2nd request: expected the 1st request's token: $(cat "$E2E_DIR/stream.out")"
 ok "a bad 2nd request: the 1st gets its token, then InvalidArgument 'request 1: object_key'"
+
+# --- ReportBatch ------------------------------------------------------------------------------
+
+step "ReportBatch: one call, one token a report, in order"
+body='{"reports":[
+  {"scenario":"demo","object_key":"batch-1","agent_id":"b1","state":"up"},
+  {"scenario":"demo","object_key":"batch-2","agent_id":"b1","state":"down"},
+  {"scenario":"demo","object_key":"batch-1","agent_id":"b2","state":"up"},
+  {"scenario":"demo","object_key":"batch-1","agent_id":"b3","state":"down"}]}'
+ans="$(rpc "$ADDR_n3" StateService/ReportBatch "$body")"; echo "$ans"
+check "4 distinct tokens, each naming its report's partition" "$ans" \
+  "len(set(d['tokens'])) == 4 and [t.split('.')[1] for t in d['tokens']] == ['$(partition_of batch-1)', '$(partition_of batch-2)', '$(partition_of batch-1)', '$(partition_of batch-1)']"
+ans="$(get_state "$ADDR_n1" batch-1 "$(jget "$ans" 'd["tokens"][3]')")"
+check "batch-1: majority up of 3 votes (up 2, down 1)" "$ans" \
+  'd["state"]["state"] == "up" and d["state"]["tally"] == {"up": 2, "down": 1}'
+rpc_error "$ADDR_n2" StateService/ReportBatch \
+  '{"reports":[{"scenario":"demo","object_key":"batch-3","agent_id":"b1","state":"up"},{"scenario":"demo","object_key":"batch-3","agent_id":"b2","state":""}]}' \
+  InvalidArgument 'reports\[1\].state'
+rpc_error "$ADDR_n2" StateService/ReportBatch '{}' InvalidArgument 'reports: must not be empty'
+# Reports of one partition apply in order: once a later report of batch-3 is visible, its first
+# report would be too, had the refused batch written it.
+ans="$(get_state "$ADDR_n3" batch-3 "$(report "$ADDR_n3" batch-3 b9 late)")"
+check "the refused batch wrote nothing: batch-3 has b9's vote only" "$ans" \
+  'd["state"]["tally"] == {"late": 1} and len(d["state"]["votes"]) == 1'
 
 echo
 echo "PASS ($((SECONDS - started)) s)"

@@ -106,6 +106,17 @@ TEST_F(AuthTest, EveryRoleAgainstEveryRpc) {
           return stream->Finish();
         },
         "agent"}},
+      {"ReportBatch",
+       {[&](const std::string& token) {
+          grpc::ClientContext context;
+          Authorize(context, token);
+          v1::ReportBatchRequest request;
+          *request.add_reports() = ReportRequest("site-1", "", "up");
+          *request.add_reports() = ReportRequest("site-3", "", "down");
+          v1::ReportBatchResponse response;
+          return state.ReportBatch(&context, request, &response);
+        },
+        "agent"}},
       {"GetState",
        {[&](const std::string& token) {
           v1::GetStateResponse response;
@@ -227,6 +238,16 @@ TEST_F(AuthTest, AnAgentCannotVoteAsAnother) {
   status = stream->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(status.error_message(), HasSubstr("request 0: agent_id"));
+  // A batch: refused whole, naming the report, even though its first report is agent-1's own.
+  grpc::ClientContext batch_context;
+  Authorize(batch_context, "t-agent-1");
+  v1::ReportBatchRequest batch;
+  *batch.add_reports() = ReportRequest("site-8", "agent-1", "calm");
+  *batch.add_reports() = ReportRequest("site-7", "agent-2", "calm");
+  v1::ReportBatchResponse batch_response;
+  status = state.ReportBatch(&batch_context, batch, &batch_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("reports[1].agent_id: \"agent-2\" is not"));
 
   // One vote, agent-1's, and nothing else was written.
   v1::GetStateResponse got;
@@ -288,6 +309,26 @@ TEST_F(LimitsTest, ReportsBeyondTheBurstAreRefusedUntilTheBucketRefills) {
   grpc::Status refused = Report(request);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.error_message(), HasSubstr("rate limit: principal \"\" may send 0.2"));
+}
+
+TEST_F(LimitsTest, ABatchTakesATokenAReportAndOneBeyondTheBurstIsRefusedAsTooLarge) {
+  auto batch = [&](int size) {
+    v1::ReportBatchRequest request;
+    for (int i = 0; i < size; ++i) *request.add_reports() = ReportRequest("k", "a", "up");
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::ReportBatchResponse response;
+    return cluster_->state("n1").ReportBatch(&context, request, &response);
+  };
+  grpc::Status too_large = batch(4);
+  EXPECT_EQ(too_large.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(too_large.error_message(),
+              HasSubstr("reports: 4 reports in one request, more than the burst of 3"));
+  ASSERT_TRUE(batch(2).ok()) << "the refused batch took no token";
+  grpc::Status refused = batch(2);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("rate limit: principal \"\""));
+  EXPECT_TRUE(Report(ReportRequest("k", "a", "up")).ok()) << "one token was left";
 }
 
 TEST_F(LimitsTest, OversizedRequestsAreRefusedAndTheRouterKeepsServing) {

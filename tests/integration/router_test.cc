@@ -138,13 +138,13 @@ TEST_F(RouterTest, RandomWorkloadThroughEveryRouterMatchesTheModel) {
   const std::vector<std::string> states = {"attack", "ok", "unknown"};
   std::map<std::string, std::string> last_token;  // key → token of its last write
 
-  // Half the reports one by one through random routers...
+  // A third of the reports one by one through random routers...
   for (int i = 0; i < 300; ++i) {
     std::string key = absl::StrCat("site-", rng() % 40);
     last_token[key] = Report(kRouters[rng() % 3], key, absl::StrCat("agent-", rng() % 5),
                              states[rng() % states.size()]);
   }
-  // ...and half in ReportStates streams, answered one token per request, in order.
+  // ...a third in ReportStates streams, answered one token per request, in order...
   for (int stream = 0; stream < 3; ++stream) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -169,6 +169,34 @@ TEST_F(RouterTest, RandomWorkloadThroughEveryRouterMatchesTheModel) {
     grpc::Status status = rpc->Finish();
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(answered, keys.size());
+  }
+  // ...and a third in ReportBatch calls of random sizes, answered with one token a report, in
+  // order (a key may come twice in a batch: the later report is the one that counts).
+  for (int sent = 0; sent < 300;) {
+    v1::ReportBatchRequest batch;
+    const int size = std::min<int>(300 - sent, 1 + rng() % 60);
+    for (int i = 0; i < size; ++i) {
+      std::string key = absl::StrCat("site-", rng() % 40);
+      std::string agent = absl::StrCat("agent-", rng() % 5);
+      std::string state = states[rng() % states.size()];
+      *batch.add_reports() = ReportRequest(key, agent, state);
+      Apply(key, agent, state);
+    }
+    sent += size;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::ReportBatchResponse response;
+    grpc::Status status =
+        cluster_.state(kRouters[rng() % 3]).ReportBatch(&context, batch, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(response.tokens_size(), size);
+    for (int i = 0; i < size; ++i) {
+      const std::string& key = batch.reports(i).object_key();
+      const std::string& token = response.tokens(i);
+      EXPECT_EQ(token.rfind(absl::StrCat("w1.", kafka::PartitionFor(key, kPartitions), "."), 0), 0u)
+          << key << " " << token;
+      last_token[key] = token;
+    }
   }
 
   // Every object through a random router, after its last write.
@@ -301,6 +329,17 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
       return stub.ReportState(&context, request, &response);
     };
   };
+  auto batch = [](std::function<void(v1::ReportBatchRequest&)> mutate) {
+    return [mutate](Stub& stub, Admin&, grpc::ClientContext& context) {
+      v1::ReportBatchRequest request;
+      for (int i = 0; i < 5; ++i) {
+        *request.add_reports() = ReportRequest(absl::StrCat("site-", i), "agent-1", "attack");
+      }
+      mutate(request);
+      v1::ReportBatchResponse response;
+      return stub.ReportBatch(&context, request, &response);
+    };
+  };
   auto get = [](std::function<void(v1::GetStateRequest&)> mutate) {
     return [mutate](Stub& stub, Admin&, grpc::ClientContext& context) {
       v1::GetStateRequest request;
@@ -380,6 +419,17 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
          r.mutable_observed_at()->set_seconds(absl::ToUnixSeconds(absl::Now()) + 3600);
        }),
        kInvalid, "s in the future"},
+      {"empty batch", batch([](auto& b) { b.clear_reports(); }), kInvalid,
+       "reports: must not be empty"},
+      {"batch too large", batch([](auto& b) {
+         while (b.reports_size() <= 1000) *b.add_reports() = b.reports(0);
+       }),
+       kInvalid, "reports: 1001 reports, the limit is 1000"},
+      {"bad report in a batch", batch([](auto& b) { b.mutable_reports(4)->clear_state(); }),
+       kInvalid, "reports[4].state: must not be empty"},
+      {"unknown scenario in a batch",
+       batch([](auto& b) { b.mutable_reports(2)->set_scenario("x"); }), grpc::StatusCode::NOT_FOUND,
+       "reports[2].scenario: \"x\" is not served here"},
       {"garbage min_token", get([](auto& r) { r.set_min_token("garbage"); }), kInvalid,
        "min_token: \"garbage\" is not a write token"},
       {"min_token of another partition",
@@ -435,6 +485,8 @@ TEST_F(RouterTest, BadRequestsAreRefusedPreciselyAndWriteNothing) {
     for (const auto& [method, request] : std::vector<std::pair<std::string, std::string>>{
              {"/tally.v1.StateService/ReportState",
               bytes({{1, kScenario}, {2, "bad\xff"}, {3, "agent-1"}, {4, "attack"}})},
+             {"/tally.v1.StateService/ReportBatch",
+              bytes({{1, bytes({{1, kScenario}, {2, "bad\xff"}, {3, "agent-1"}, {4, "up"}})}})},
              {"/tally.v1.StateService/GetState", bytes({{1, kScenario}, {2, "bad\xc3"}})}}) {
       SCOPED_TRACE(method);
       grpc::Slice slice(request);
@@ -537,10 +589,10 @@ TEST(RouterBatchingTest, ReadsQueuedBehindTheNodesCallsGoTogetherAndEachGetsItsO
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::ReportStateResponse reported;
-    ASSERT_TRUE(cluster.state("n1")
-                    .ReportState(&context, ReportRequest(key(i), "a", absl::StrCat("s", i)),
-                                 &reported)
-                    .ok());
+    ASSERT_TRUE(
+        cluster.state("n1")
+            .ReportState(&context, ReportRequest(key(i), "a", absl::StrCat("s", i)), &reported)
+            .ok());
     v1::GetStateResponse visible;  // through r1 once applied (a read with min_token goes alone)
     grpc::Status status = get(i, reported.token(), &visible);
     ASSERT_TRUE(status.ok()) << key(i) << ": " << status.error_message();
