@@ -34,8 +34,69 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   return token;
 }
 
-std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
-  return absl::ToChronoTime(absl::Now() + timeout);
+// Sets one call's deadline and authorization header.
+void Prepare(grpc::ClientContext& ctx, absl::Time deadline, const std::string& token) {
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  if (!token.empty()) ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+}
+
+SendResult SendOne(tally::v1::StateService::StubInterface& stub, const std::string& token,
+                   absl::Time deadline, const tally::v1::ReportStateRequest& report) {
+  grpc::ClientContext ctx;
+  Prepare(ctx, deadline, token);
+  tally::v1::ReportStateResponse response;
+  grpc::Status s = stub.ReportState(&ctx, report, &response);
+  SendResult result;
+  result.status = FromGrpc(s);
+  if (s.ok()) result.delivered = 1;
+  return result;
+}
+
+SendResult SendBatch(tally::v1::StateService::StubInterface& stub, const std::string& token,
+                     absl::Time deadline, std::span<const tally::v1::ReportStateRequest> reports) {
+  grpc::ClientContext ctx;
+  Prepare(ctx, deadline, token);
+  tally::v1::ReportBatchRequest request;
+  request.mutable_reports()->Reserve(static_cast<int>(reports.size()));
+  for (const tally::v1::ReportStateRequest& report : reports) *request.add_reports() = report;
+  tally::v1::ReportBatchResponse response;
+  grpc::Status s = stub.ReportBatch(&ctx, request, &response);
+  SendResult result;
+  result.status = FromGrpc(s);
+  if (!s.ok()) return result;
+  if (static_cast<size_t>(response.tokens_size()) != reports.size()) {
+    // Not the router's contract; sending the batch again is harmless, counting it delivered not.
+    result.status = absl::UnavailableError(absl::StrCat(
+        "router answered ", response.tokens_size(), " tokens for ", reports.size(), " reports"));
+    return result;
+  }
+  result.delivered = reports.size();
+  return result;
+}
+
+SendResult SendStream(tally::v1::StateService::StubInterface& stub, const std::string& token,
+                      absl::Time deadline, std::span<const tally::v1::ReportStateRequest> reports) {
+  grpc::ClientContext ctx;
+  Prepare(ctx, deadline, token);
+  SendResult result;
+  // Writes everything, then reads the answers: a batch is small (AgentConfig.max_batch) and a
+  // response is a short token, so the router never blocks on an unread response.
+  std::unique_ptr<grpc::ClientReaderWriterInterface<tally::v1::ReportStateRequest,
+                                                    tally::v1::ReportStateResponse>>
+      stream = stub.ReportStates(&ctx);
+  for (const tally::v1::ReportStateRequest& report : reports) {
+    if (!stream->Write(report)) break;
+  }
+  stream->WritesDone();
+  tally::v1::ReportStateResponse response;
+  while (result.delivered < reports.size() && stream->Read(&response)) ++result.delivered;
+  grpc::Status s = stream->Finish();
+  result.status = FromGrpc(s);
+  if (result.status.ok() && result.delivered < reports.size()) {
+    result.status = absl::UnavailableError(
+        absl::StrCat("router answered ", result.delivered, " of ", reports.size(), " reports"));
+  }
+  return result;
 }
 
 }  // namespace
@@ -59,7 +120,7 @@ StubFactory StubFactoryWith(BackoffOptions reconnect,
 
 RouterSender::RouterSender(RouterSenderOptions options, StubFactory stubs)
     : options_(std::move(options)), stub_factory_(std::move(stubs)) {
-  stubs_.resize(options_.routers.size());
+  routers_.resize(options_.routers.size());
 }
 
 SendResult RouterSender::Send(std::span<const tally::v1::ReportStateRequest> reports) {
@@ -77,8 +138,8 @@ SendResult RouterSender::Send(std::span<const tally::v1::ReportStateRequest> rep
   }
   for (size_t attempt = 0; attempt < options_.routers.size(); ++attempt) {
     const std::string& router = options_.routers[current_];
-    if (stubs_[current_] == nullptr) stubs_[current_] = stub_factory_(router);
-    SendResult r = SendTo(*stubs_[current_], token, reports.subspan(total.delivered));
+    SendResult r = SendTo(current_, token, absl::Now() + options_.rpc_timeout,
+                          reports.subspan(total.delivered));
     total.delivered += r.delivered;
     total.status = r.status;
     if (r.status.ok() || absl::IsInvalidArgument(r.status)) return total;
@@ -91,38 +152,36 @@ SendResult RouterSender::Send(std::span<const tally::v1::ReportStateRequest> rep
   return total;
 }
 
-SendResult RouterSender::SendTo(tally::v1::StateService::StubInterface& stub,
-                                const std::string& token,
+SendResult RouterSender::SendTo(size_t index, const std::string& token, absl::Time deadline,
                                 std::span<const tally::v1::ReportStateRequest> reports) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(options_.rpc_timeout));
-  if (!token.empty()) ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
-  SendResult result;
-  if (reports.size() == 1) {
-    tally::v1::ReportStateResponse response;
-    grpc::Status s = stub.ReportState(&ctx, reports[0], &response);
-    result.status = FromGrpc(s);
-    if (s.ok()) result.delivered = 1;
-    return result;
+  Router& router = routers_[index];
+  const std::string& endpoint = options_.routers[index];
+  if (router.stub == nullptr) router.stub = stub_factory_(endpoint);
+  if (reports.size() == 1) return SendOne(*router.stub, token, deadline, reports[0]);
+  if (router.streams_only) return SendStream(*router.stub, token, deadline, reports);
+  SendResult batch = SendBatch(*router.stub, token, deadline, reports);
+  if (absl::IsUnimplemented(batch.status)) {
+    router.streams_only = true;
+    log::Info(
+        "router does not know ReportBatch (older than this agent): sending it batches as "
+        "ReportStates streams from now on",
+        {{"router", endpoint}});
+    return SendStream(*router.stub, token, deadline, reports);
   }
-  // Writes everything, then reads the answers: a batch is small (AgentConfig.max_batch) and a
-  // response is a short token, so the router never blocks on an unread response.
-  std::unique_ptr<grpc::ClientReaderWriterInterface<tally::v1::ReportStateRequest,
-                                                    tally::v1::ReportStateResponse>>
-      stream = stub.ReportStates(&ctx);
-  for (const tally::v1::ReportStateRequest& report : reports) {
-    if (!stream->Write(report)) break;
+  if (!absl::IsInvalidArgument(batch.status)) return batch;
+  // The router wrote none of the batch and named the bad report only in its message. The stream
+  // delivers the reports before it and stops at it, so `delivered` says which one it is: the
+  // Outbox drops that report alone, where dropping reports[0] would lose a good one.
+  SendResult stream = SendStream(*router.stub, token, deadline, reports);
+  if (stream.status.ok()) {
+    // A refusal of the batch itself (e.g. more reports than the router's report_burst), not of
+    // a report: every batch pays two calls until max_batch is lowered.
+    log::Warn(
+        "router refused the batch but accepted its reports one by one (is max_batch above "
+        "the router's report_burst?)",
+        {{"router", endpoint}, {"error", batch.status.ToString()}});
   }
-  stream->WritesDone();
-  tally::v1::ReportStateResponse response;
-  while (result.delivered < reports.size() && stream->Read(&response)) ++result.delivered;
-  grpc::Status s = stream->Finish();
-  result.status = FromGrpc(s);
-  if (result.status.ok() && result.delivered < reports.size()) {
-    result.status = absl::UnavailableError(
-        absl::StrCat("router answered ", result.delivered, " of ", reports.size(), " reports"));
-  }
-  return result;
+  return stream;
 }
 
 }  // namespace tally::agent

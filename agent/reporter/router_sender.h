@@ -34,11 +34,23 @@ struct RouterSenderOptions {
   absl::Duration rpc_timeout = absl::Seconds(5);
 };
 
-// Sends to Tally's routers over gRPC: one report with ReportState, more with one ReportStates
-// stream (one response per report, in order). Sticks to the router that last worked; when it
-// fails, moves on to the next in the list, trying each router at most once per Send, and
-// returns the last failure if none accepted. An INVALID_ARGUMENT answer is returned at once (any
-// router would refuse that report). Stubs are made once per endpoint and reused.
+// Sends to Tally's routers over gRPC: one report with ReportState, more with one ReportBatch
+// call, which is all or nothing: SendResult.delivered is all of them on OK and 0 on any failure
+// (INVALID_ARGUMENT aside, below); a failed batch may be sent again whole.
+//
+// Routers older than ReportBatch answer it with UNIMPLEMENTED: that batch, and every later one
+// to the same router endpoint for the life of the sender, goes as one ReportStates stream (one
+// response per report, in order; logged once per endpoint at info). A batch refused as
+// INVALID_ARGUMENT is sent again as a ReportStates stream to the same router: a refused
+// ReportBatch writes nothing and names the bad report only in its message, while the stream
+// delivers the reports before it and stops there, so `delivered` is the index of the refused
+// report, as ReportSender's contract says (the Outbox then drops that report alone).
+//
+// Sticks to the router that last worked; when it fails, moves on to the next in the list, trying
+// each router at most once per Send, and returns the last failure if none accepted. An
+// INVALID_ARGUMENT answer is returned without trying another router (any router would refuse that
+// report). Each router gets one deadline of rpc_timeout per Send, shared by the calls made to it.
+// The token file is read once per Send. Stubs are made once per endpoint and reused.
 // Send is called from one thread at a time (ReportSender's contract).
 class RouterSender : public ReportSender {
  public:
@@ -50,7 +62,13 @@ class RouterSender : public ReportSender {
   const std::string& current_router() const { return options_.routers[current_]; }
 
  private:
-  SendResult SendTo(tally::v1::StateService::StubInterface& stub, const std::string& token,
+  struct Router {
+    std::unique_ptr<tally::v1::StateService::StubInterface> stub;  // made on first use
+    bool streams_only = false;  // it answered ReportBatch with UNIMPLEMENTED
+  };
+
+  // One attempt at routers_[index]: the calls above, all within `deadline`.
+  SendResult SendTo(size_t index, const std::string& token, absl::Time deadline,
                     std::span<const tally::v1::ReportStateRequest> reports);
 
   // Constant after construction.
@@ -58,7 +76,7 @@ class RouterSender : public ReportSender {
   const StubFactory stub_factory_;
 
   // Only touched by the thread calling Send.
-  std::vector<std::unique_ptr<tally::v1::StateService::StubInterface>> stubs_;  // by router index
+  std::vector<Router> routers_;  // by index in options_.routers
   size_t current_ = 0;
 };
 

@@ -172,12 +172,28 @@ TEST_F(AgentTest, RoutersDownAgentKeepsCheckingAndRoutersBackGetEverySpooledRepo
   EXPECT_EQ(Names(router_b_.reports()), model_.made());
   ASSERT_TRUE(WaitFor([&] { return !agent.outbox().Stats().out; }, kDeadline));
   EXPECT_TRUE(agent.spool().empty());
+  EXPECT_GT(router_b_.batch_calls(), 0u);  // the spool goes out in ReportBatch calls
+  EXPECT_EQ(router_b_.stream_calls(), 0u);
 
   // Routers up: new changes go straight out, behind the spooled ones.
   model_.SetCap(30);
   ASSERT_TRUE(WaitFor([&] { return router_b_.reports().size() >= 90; }, kDeadline));
   EXPECT_EQ(Names(router_b_.reports()), model_.made());
   EXPECT_EQ(agent.outbox().Stats().lost, 0);
+}
+
+TEST_F(AgentTest, RouterOlderThanReportBatchGetsEverySpooledReportInOrderAsStreams) {
+  router_a_.AnswerReportBatchUnimplemented();
+  model_.SetCap(10);
+  RunningAgent agent(model_, spool_dir(), {router_a_.address()});
+  ASSERT_TRUE(WaitFor([&] { return agent.spool().Stats().records == 30; }, kDeadline))
+      << agent.spool().Stats().records;
+  ASSERT_TRUE(router_a_.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return router_a_.reports().size() >= 30; }, kDeadline))
+      << router_a_.reports().size();
+  EXPECT_EQ(Names(router_a_.reports()), model_.made());
+  EXPECT_EQ(router_a_.batch_calls(), 1u);  // asked once, then streams only
+  EXPECT_GT(router_a_.stream_calls(), 1u);
 }
 
 TEST_F(AgentTest, OutageInTheMiddleFailsOverToTheOtherRouterInOrder) {

@@ -8,6 +8,8 @@
 
 namespace tally::agent::test {
 
+using tally::v1::ReportBatchRequest;
+using tally::v1::ReportBatchResponse;
 using tally::v1::ReportStateRequest;
 using tally::v1::ReportStateResponse;
 
@@ -26,6 +28,14 @@ class FakeRouter::Service : public tally::v1::StateService::CallbackService {
   grpc::ServerBidiReactor<ReportStateRequest, ReportStateResponse>* ReportStates(
       grpc::CallbackServerContext* ctx) override {
     return new Stream(router_, ctx);
+  }
+
+  grpc::ServerUnaryReactor* ReportBatch(grpc::CallbackServerContext* ctx,
+                                        const ReportBatchRequest* request,
+                                        ReportBatchResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(router_->AcceptBatch(*ctx, *request, response));
+    return reactor;
   }
 
  private:
@@ -111,22 +121,56 @@ void FakeRouter::RefuseState(std::string state) {
   refused_state_ = std::move(state);
 }
 
+void FakeRouter::AnswerReportBatchUnimplemented() {
+  absl::MutexLock lock(&mu_);
+  batch_unimplemented_ = true;
+}
+
+namespace {
+
+std::string Authorization(const grpc::CallbackServerContext& ctx) {
+  auto it = ctx.client_metadata().find("authorization");
+  return it == ctx.client_metadata().end() ? std::string()
+                                           : std::string(it->second.data(), it->second.size());
+}
+
+}  // namespace
+
 grpc::Status FakeRouter::Accept(const grpc::CallbackServerContext& ctx,
                                 const ReportStateRequest& request, ReportStateResponse* response,
                                 bool first_of_call, bool stream) {
   absl::MutexLock lock(&mu_);
   if (first_of_call) {
     ++(stream ? stream_calls_ : unary_calls_);
-    auto it = ctx.client_metadata().find("authorization");
-    authorizations_.push_back(it == ctx.client_metadata().end()
-                                  ? std::string()
-                                  : std::string(it->second.data(), it->second.size()));
+    authorizations_.push_back(Authorization(ctx));
   }
   if (!refused_state_.empty() && request.state() == refused_state_) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "state: refused by the test");
   }
   reports_.push_back(request);
   response->set_token(absl::StrCat("0:", reports_.size()));
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeRouter::AcceptBatch(const grpc::CallbackServerContext& ctx,
+                                     const ReportBatchRequest& request,
+                                     ReportBatchResponse* response) {
+  absl::MutexLock lock(&mu_);
+  ++batch_calls_;
+  if (batch_unimplemented_) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "ReportBatch: not served by this router");
+  }
+  authorizations_.push_back(Authorization(ctx));
+  for (int i = 0; i < request.reports_size(); ++i) {
+    if (!refused_state_.empty() && request.reports(i).state() == refused_state_) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("reports[", i, "].state: refused by the test"));
+    }
+  }
+  for (const ReportStateRequest& report : request.reports()) {
+    reports_.push_back(report);
+    response->add_tokens(absl::StrCat("0:", reports_.size()));
+  }
   return grpc::Status::OK;
 }
 
@@ -148,6 +192,11 @@ size_t FakeRouter::unary_calls() const {
 size_t FakeRouter::stream_calls() const {
   absl::MutexLock lock(&mu_);
   return stream_calls_;
+}
+
+size_t FakeRouter::batch_calls() const {
+  absl::MutexLock lock(&mu_);
+  return batch_calls_;
 }
 
 }  // namespace tally::agent::test
