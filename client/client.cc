@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -181,6 +182,19 @@ absl::StatusOr<std::string> Client::Report(const std::string& scenario,
   request.set_agent_id(agent_id);
   request.set_state(state);
   return Report(request, options);
+}
+
+absl::StatusOr<std::vector<std::string>> Client::ReportBatch(const v1::ReportBatchRequest& request,
+                                                             CallOptions options) const {
+  absl::StatusOr<v1::ReportBatchResponse> response = Call<v1::ReportBatchResponse>(
+      "ReportBatch", options.timeout,
+      [&](const Endpoint& e, grpc::ClientContext* context, v1::ReportBatchResponse* out) {
+        return e.state->ReportBatch(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  google::protobuf::RepeatedPtrField<std::string>& tokens = *response->mutable_tokens();
+  return std::vector<std::string>(std::make_move_iterator(tokens.begin()),
+                                  std::make_move_iterator(tokens.end()));
 }
 
 absl::StatusOr<v1::GetStateResponse> Client::Get(const std::string& scenario,

@@ -23,8 +23,9 @@
 //   UNAVAILABLE        no router answered within the attempts and deadline; retry later;
 //   DEADLINE_EXCEEDED  the deadline passed (e.g. min_token not applied in time);
 //   FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED, ...: as the router says.
-// Retried writes are safe: a report replaces its agent's previous report of the object, and a
-// repeated Set or Purge has the effect of one; the token is that of the write that answered.
+// Retried writes are safe: a report (each report of a batch too) replaces its agent's previous
+// report of the object, and a repeated Set or Purge has the effect of one; the token is that of
+// the write that answered.
 //
 // Thread safety: a Client may be used from any number of threads at once. StateList and
 // WatchStream objects are used by one thread at a time (WatchStream::Cancel excepted) and must not
@@ -279,6 +280,17 @@ class Client {
   absl::StatusOr<std::string> Report(const std::string& scenario, const std::string& object_key,
                                      const std::string& agent_id, const std::string& state,
                                      CallOptions options = {}) const;
+  // Records the reports of `request` (1 to 1000) in one call, which costs the router far less
+  // than one call a report; their write tokens, in the order of request.reports, once every one
+  // is durably in Kafka. A bad report refuses the whole batch and nothing is written:
+  // INVALID_ARGUMENT naming it and its field (`reports[3].state: must not be empty`; NOT_FOUND
+  // for an unknown scenario). With auth on, a report whose agent_id is not the caller's principal
+  // refuses the batch (PERMISSION_DENIED). A failed write fails the call with UNAVAILABLE (some
+  // reports may be written), retried like any call: a retried batch is safe, since each report
+  // replaces its agent's vote. Routers older than ReportBatch answer UNIMPLEMENTED (not retried):
+  // send those reports with Report.
+  absl::StatusOr<std::vector<std::string>> ReportBatch(const v1::ReportBatchRequest& request,
+                                                       CallOptions options = {}) const;
 
   // The computed state of one object (with the node that served it and its lag). NOT_FOUND if
   // the object has no state.

@@ -153,6 +153,49 @@ TEST_F(ClientClusterTest, RouterAnswersComeBackWithTheirCodesUnretried) {
   EXPECT_TRUE(sleeps_.empty());
 }
 
+TEST_F(ClientClusterTest, ReportBatchTokensReadTheirWritesAndABadReportWritesNothing) {
+  auto client = MakeClient();
+  v1::ReportBatchRequest batch;
+  for (int i = 0; i < 12; ++i) {  // over every partition, likely; order is what counts
+    v1::ReportStateRequest* report = batch.add_reports();
+    report->set_scenario(kScenario);
+    report->set_object_key(Key(absl::StrCat("site-", i)));
+    report->set_agent_id("a1");
+    report->set_state(absl::StrCat("s", i));
+  }
+  absl::StatusOr<std::vector<std::string>> tokens = client->ReportBatch(batch);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_EQ(tokens->size(), 12u);
+  for (int i = 0; i < 12; ++i) {
+    absl::StatusOr<v1::GetStateResponse> got =
+        client->Get(kScenario, Key(absl::StrCat("site-", i)), {.min_token = (*tokens)[i]});
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+    EXPECT_EQ(got->state().state(), absl::StrCat("s", i));
+  }
+
+  // A bad report refuses the batch, naming it, and the good one before it is not written either.
+  v1::ReportBatchRequest bad;
+  v1::ReportStateRequest* good = bad.add_reports();
+  good->set_scenario(kScenario);
+  good->set_object_key(Key("untouched"));
+  good->set_agent_id("a1");
+  good->set_state("up");
+  *bad.add_reports() = *good;
+  bad.mutable_reports(1)->clear_state();
+  tokens = client->ReportBatch(bad);
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tokens.status().message(), HasSubstr("reports[1].state: must not be empty"));
+  // A later write of the same object (same partition) is applied after anything written before.
+  absl::StatusOr<std::string> later = client->Report(kScenario, Key("untouched"), "a2", "down");
+  ASSERT_TRUE(later.ok()) << later.status();
+  absl::StatusOr<v1::GetStateResponse> got =
+      client->Get(kScenario, Key("untouched"), {.min_token = *later});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->state().votes_size(), 1);
+  EXPECT_EQ(got->state().votes(0).agent_id(), "a2");
+  EXPECT_TRUE(sleeps_.empty());
+}
+
 TEST_F(ClientClusterTest, ListWalksEveryPageInKeyOrder) {
   auto client = MakeClient();
   std::vector<std::string> keys;

@@ -41,6 +41,18 @@ v1::WatchStateResponse Change(const std::string& key, const std::string& token) 
   return event;
 }
 
+v1::ReportBatchRequest Batch(std::vector<std::string> keys) {
+  v1::ReportBatchRequest batch;
+  for (const std::string& key : keys) {
+    v1::ReportStateRequest* report = batch.add_reports();
+    report->set_scenario("demo");
+    report->set_object_key(key);
+    report->set_agent_id("a");
+    report->set_state("s");
+  }
+  return batch;
+}
+
 class ClientTest : public ::testing::Test {
  protected:
   // A client of routers r0..r(n-1); its waits are recorded, not slept.
@@ -200,6 +212,41 @@ TEST_F(ClientTest, EveryCallCarriesItsDeadlineAndTheBearerToken) {
   absl::MutexLock lock(&routers_[0]->state.mu);
   EXPECT_GE(routers_[0]->state.deadline, before + absl::Seconds(2));
   EXPECT_LE(routers_[0]->state.deadline, absl::Now() + absl::Seconds(3) + absl::Milliseconds(5));
+}
+
+TEST_F(ClientTest, ReportBatchIsRetriedWholeOnTheNextRouterAndAnswersTheTokensInOrder) {
+  auto client = MakeClient(2);
+  routers_[0]->state.fail_with = Unavailable();
+  absl::StatusOr<std::vector<std::string>> tokens = client->ReportBatch(Batch({"k1", "k2", "k3"}));
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_THAT(*tokens, ElementsAre("w1.0.k1", "w1.0.k2", "w1.0.k3"));
+  EXPECT_EQ(Sleeps().size(), 1u);
+  for (const auto& router : routers_) {
+    absl::MutexLock lock(&router->state.mu);
+    ASSERT_EQ(router->state.batches.size(), 1u);  // one call each, carrying the whole batch
+    EXPECT_EQ(router->state.batches[0].reports_size(), 3);
+    EXPECT_EQ(router->state.batches[0].reports(2).object_key(), "k3");
+  }
+  // The next call starts with the router that answered.
+  ASSERT_TRUE(client->ReportBatch(Batch({"k4", "k5"})).ok());
+  EXPECT_EQ(routers_[0]->state.Calls(), 1);
+  EXPECT_EQ(routers_[1]->state.Calls(), 2);
+}
+
+TEST_F(ClientTest, ReportBatchRefusalsNameTheReportAndAreNotRetried) {
+  auto client = MakeClient(2);
+  v1::ReportBatchRequest batch = Batch({"k1", "k2", "k3"});
+  batch.mutable_reports(1)->clear_state();
+  absl::StatusOr<std::vector<std::string>> tokens = client->ReportBatch(batch);
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tokens.status().message(), "router r0: reports[1].state: must not be empty");
+  // A router older than ReportBatch: its answer is returned, not retried elsewhere.
+  routers_[0]->state.fail_with = grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "");
+  tokens = client->ReportBatch(Batch({"k1"}));
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(routers_[0]->state.Calls(), 2);
+  EXPECT_EQ(routers_[1]->state.Calls(), 0);
+  EXPECT_TRUE(Sleeps().empty());
 }
 
 TEST_F(ClientTest, GetPassesMinTokenAndAdminCallsReturnTheirTokens) {

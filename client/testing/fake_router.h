@@ -36,6 +36,28 @@ class FakeState final : public v1::StateService::Service {
     return grpc::Status::OK;
   }
 
+  // Tokens "w1.0.<object_key>", one a report in order; a batch with a report of empty state is
+  // refused whole, naming it, as the router does.
+  grpc::Status ReportBatch(grpc::ServerContext* context, const v1::ReportBatchRequest* request,
+                           v1::ReportBatchResponse* response) override {
+    Record(context);
+    {
+      absl::MutexLock lock(&mu);
+      batches.push_back(*request);
+    }
+    if (!fail_with.ok()) return fail_with;
+    for (int i = 0; i < request->reports_size(); ++i) {
+      if (request->reports(i).state().empty()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("reports[", i, "].state: must not be empty"));
+      }
+    }
+    for (const v1::ReportStateRequest& report : request->reports()) {
+      response->add_tokens(absl::StrCat("w1.0.", report.object_key()));
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status GetState(grpc::ServerContext* context, const v1::GetStateRequest* request,
                         v1::GetStateResponse* response) override {
     Record(context);
@@ -129,6 +151,7 @@ class FakeState final : public v1::StateService::Service {
   std::vector<std::string> page_tokens ABSL_GUARDED_BY(mu);
   std::vector<WatchScript> watch_scripts ABSL_GUARDED_BY(mu);
   std::vector<v1::WatchStateRequest> watch_requests ABSL_GUARDED_BY(mu);
+  std::vector<v1::ReportBatchRequest> batches ABSL_GUARDED_BY(mu);  // every ReportBatch request
 };
 
 class FakeAdmin final : public v1::AdminService::Service {
