@@ -1,8 +1,11 @@
 // Ingest benchmark: reports through the router's ReportStates streams until the node(s) have
 // applied them (exactly-once processing on: the consumer group has committed every report), with
 // a cluster of 1 and of 3 tallyd processes (node and router each). Prints, as markdown tables:
-// - the sustained rate next to its ceiling, measured in the same run on the same broker: a bare
-//   librdkafka producer with the router's settings writing records of the same size;
+// - the sustained rate next to two ceilings measured in the same run: a bare librdkafka producer
+//   with the router's settings writing records of the same size to the same broker, and the
+//   processor's per-record work alone, without Kafka (parse, validate, read the object, reduce,
+//   write it, read its changelog bytes, one LMDB commit a batch): what one processor thread
+//   could apply if it never waited for Kafka nor for a core;
 // - report-to-visible latency at half the 1-node maximum: the time from sending a ReportState to
 //   the answer of GetState(min_token) for its token (read-your-writes, served once applied).
 // - the processors' batches during the half-load phase (from the nodes' /metrics): how many,
@@ -10,6 +13,7 @@
 // Writes the latency percentiles to DATA_DIR/ingest_latency_<nodes>.dat for the plots.
 //
 //   ingest_bench BOOTSTRAP DATA_DIR [REPORTS=1000000] [OBJECTS=100000]
+// (the apply ceiling's shard goes to a temporary directory under DATA_DIR)
 
 #include <librdkafka/rdkafka.h>
 
@@ -18,6 +22,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -25,9 +30,14 @@
 #include "server/kafka/admin.h"
 #include "server/kafka/config.h"
 #include "server/node/processor.h"
+#include "server/processor/object_update.h"
+#include "server/processor/record_validation.h"
+#include "server/processor/reducer.h"
 #include "server/router/requests.h"
+#include "server/storage/shard.h"
 #include "tests/bench/bench_util.h"
 #include "tests/integration/metrics_http.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/unique_name.h"
 
 namespace tally::bench {
@@ -35,6 +45,10 @@ namespace {
 
 constexpr int kPartitions = 6;
 constexpr int kStreamsPerRouter = 4;
+// ReportBatch writers per router, each with one call in flight: agents, each sending its batch.
+// Four of them kept too few reports in flight to load one node (a call waits for Kafka's
+// acknowledgement, about 10 ms here, so 4 x 100 reports a call came to ~40,000/s).
+constexpr int kBatchWritersPerRouter = 16;
 constexpr int kProbeThreads = 8;
 // Reports a ReportBatch call carries: the agent's default batch (tally-agent's max_batch).
 constexpr int kBatchReports = 100;
@@ -89,13 +103,65 @@ absl::StatusOr<double> ProduceCeiling(const std::string& bootstrap, int64_t coun
   return count / absl::ToDoubleSeconds(absl::Now() - start);
 }
 
-// Sends reports [first, first + count) from kStreamsPerRouter threads per router, at `rate` per
-// second in all (0: as fast as they go); returns when every token is back. With `batch` 0 each
-// thread has one ReportStates stream (a message a report); otherwise it sends ReportBatch calls
-// of `batch` reports, one at a time.
+// The processor's per-record work on `count` reports (the same as the cluster phases send),
+// without Kafka, into a fresh shard in `dir`, in batches of the processor's default size; in
+// records/s.
+absl::StatusOr<double> ApplyCeiling(const std::string& dir, int64_t count, int64_t objects) {
+  constexpr int64_t kBatchRecords = 5000;  // node.max_batch_records' default
+  auto shard = storage::Shard::Open(dir, storage::ShardOptions{});
+  if (!shard.ok()) return shard.status();
+  config::v1::Reducer reducer_config;
+  reducer_config.mutable_majority();
+  auto reducer = processor::NewReducer(reducer_config);
+  if (!reducer.ok()) return reducer.status();
+  config::v1::Scenario scenario;
+  scenario.set_name(test::TestCluster::kScenario);
+  scenario.mutable_default_ttl()->set_seconds(60);  // config loading's default
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  std::vector<std::string> values;  // as the reports topic holds them
+  values.reserve(count);
+  for (int64_t i = 0; i < count; ++i) {
+    auto record = router::ReportRecordFor(Report(i, objects), scenario, now_ms);
+    if (!record.ok()) return record.status();
+    values.push_back(record->SerializeAsString());
+  }
+  const absl::Time start = absl::Now();
+  for (int64_t first = 0; first < count; first += kBatchRecords) {
+    auto batch = (*shard)->NewWriteBatch();
+    if (!batch.ok()) return batch.status();
+    absl::flat_hash_set<std::string> dirty;
+    for (int64_t i = first; i < std::min(count, first + kBatchRecords); ++i) {
+      records::v1::ReportRecord record;
+      if (!record.ParseFromString(values[i])) return absl::InternalError("unparsable record");
+      const std::string key = record.object_key();
+      if (absl::Status s = processor::ValidateReportRecord(record, scenario.name(), key); !s.ok()) {
+        return s;
+      }
+      auto current = (*batch)->GetObject(key);
+      if (!current.ok()) return current.status();
+      processor::ObjectUpdate update = processor::ApplyRecord(**reducer, *current, record, now_ms);
+      if (update.event.has_value()) update.event->SerializeAsString();  // the change event
+      if (!update.changed) continue;
+      (*batch)->PutObject(key, std::move(update.data));
+      dirty.insert(key);
+    }
+    for (const std::string& key : dirty) {  // the changelog records
+      if (auto bytes = (*batch)->GetObjectBytes(key); !bytes.ok()) return bytes.status();
+    }
+    if (absl::Status s = (*batch)->Commit(); !s.ok()) return s;
+  }
+  return count / absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+// Sends reports [first, first + count) at `rate` per second in all (0: as fast as they go);
+// returns when every token is back. With `batch` 0 from kStreamsPerRouter threads per router,
+// each with one ReportStates stream (a message a report); otherwise from
+// kBatchWritersPerRouter threads per router, each sending ReportBatch calls of `batch` reports,
+// one at a time.
 absl::Status SendReports(test::TestCluster& cluster, const std::vector<std::string>& routers,
                          int64_t first, int64_t count, int64_t objects, double rate, int batch) {
-  const int streams = static_cast<int>(routers.size()) * kStreamsPerRouter;
+  const int streams =
+      static_cast<int>(routers.size()) * (batch > 0 ? kBatchWritersPerRouter : kStreamsPerRouter);
   std::atomic<int> failed{0};
   std::vector<std::thread> threads;
   const absl::Time start = absl::Now();
@@ -318,6 +384,12 @@ int Main(int argc, char** argv) {
     std::cerr << "produce ceiling: " << ceiling.status() << "\n";
     return 1;
   }
+  test::TempDir apply_dir;
+  auto apply = ApplyCeiling(apply_dir.path(), reports, objects);
+  if (!apply.ok()) {
+    std::cerr << "apply ceiling: " << apply.status() << "\n";
+    return 1;
+  }
   auto one = RunCluster(bootstrap, 1, reports, objects, 0, data_dir);
   if (!one.ok()) {
     std::cerr << "1 node: " << one.status() << "\n";
@@ -331,24 +403,30 @@ int Main(int argc, char** argv) {
 
   std::cout << absl::StrFormat(
       "%s reports over %s objects (5 agents; every report a new or changed vote) a phase, %d "
-      "partitions, %d writers per router: each a ReportStates stream (a message a report), or "
-      "ReportBatch calls of %d reports, one at a time; each tallyd runs the node and the router "
-      "role. Rate: reports / time from the first send to the consumer group's commit of the "
-      "last one (exactly-once on). Records of %zu bytes.\n\n",
-      Thousands(reports), Thousands(objects), kPartitions, kStreamsPerRouter, kBatchReports,
-      record_bytes);
-  std::cout << "| figure | reports/s | / ceiling |\n|---|---:|---:|\n";
+      "partitions; per router %d ReportStates streams (a message a report), or %d writers of "
+      "ReportBatch calls of %d reports, one call at a time each; each tallyd runs the node and "
+      "the router role. Rate: reports / time from the first send to the consumer group's commit "
+      "of the last one (exactly-once on). Records of %zu bytes.\n\n",
+      Thousands(reports), Thousands(objects), kPartitions, kStreamsPerRouter,
+      kBatchWritersPerRouter, kBatchReports, record_bytes);
+  std::cout << "| figure | reports/s | / produce ceiling | / apply ceiling |\n"
+               "|---|---:|---:|---:|\n";
   std::cout << absl::StrFormat(
       "| ceiling: bare librdkafka produce, same record size, router's producer settings | %s | "
-      "1.00 |\n",
+      "1.00 | |\n",
       Thousands(*ceiling));
+  std::cout << absl::StrFormat(
+      "| ceiling: the processor's per-record work alone, one thread, no Kafka (parse, reduce, "
+      "LMDB) | %s | | 1.00 |\n",
+      Thousands(*apply));
   for (const auto& [nodes, f] : {std::pair{1, *one}, std::pair{3, *three}}) {
     for (const auto& [api, rate] :
          {std::pair{"ReportStates", f.streams}, std::pair{"ReportBatch", f.batches}}) {
       std::cout << absl::StrFormat(
-          "| ingest, %d node%s: %s → applied (tokens back at %s/s) | %s | %.2f |\n", nodes,
+          "| ingest, %d node%s: %s → applied (tokens back at %s/s) | %s | %.2f | %.2f |\n", nodes,
           nodes > 1 ? "s" : "", api, Thousands(rate.acked_per_second),
-          Thousands(rate.max_per_second), rate.max_per_second / *ceiling);
+          Thousands(rate.max_per_second), rate.max_per_second / *ceiling,
+          rate.max_per_second / *apply);
     }
   }
   std::cout << "\n| report-to-visible (ReportState → GetState(min_token) answers; the load "
