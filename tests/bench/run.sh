@@ -94,7 +94,7 @@ EOF
 }
 
 if selected ingest; then
-  bench ingest "Ingest: ReportStates through the router to applied state" \
+  bench ingest "Ingest: ReportStates and ReportBatch through the router to applied state" \
     "$build/tests/bench/ingest_bench" "$bootstrap" "$work" "${INGEST_REPORTS:-1000000}"
   plot_table "$results/ingest.md" 2 "reports/s" "$results/ingest.png"
   if [[ -s "$work/ingest_latency_1.dat" ]]; then
