@@ -76,6 +76,9 @@ void ApplyDefaults(v1::Config& config) {
   if (!config.router().has_default_deadline()) {
     config.mutable_router()->mutable_default_deadline()->set_seconds(10);
   }
+  if (!config.router().has_watch_progress_interval()) {
+    config.mutable_router()->mutable_watch_progress_interval()->set_seconds(10);
+  }
 }
 
 absl::Status ValidateConfig(const v1::Config& config) {
@@ -165,14 +168,17 @@ absl::Status ValidateConfig(const v1::Config& config) {
   if (config.router().watch_max_queued() < 1) {
     return Invalid("router.watch_max_queued", "must be >= 1");
   }
+  if (millis(config.router().watch_progress_interval()) < 1000) {
+    return Invalid("router.watch_progress_interval", "must be at least 1s");
+  }
   if (config.router().node_calls_in_flight() < 1) {
     return Invalid("router.node_calls_in_flight",
                    absl::StrCat("must be >= 1, got ", config.router().node_calls_in_flight()));
   }
   // The ShardService's limit (node::kMaxGetBatch), which this library does not depend on.
   if (config.router().node_batch_max() < 1 || config.router().node_batch_max() > 1000) {
-    return Invalid("router.node_batch_max", absl::StrCat("must be in [1, 1000], got ",
-                                                         config.router().node_batch_max()));
+    return Invalid("router.node_batch_max",
+                   absl::StrCat("must be in [1, 1000], got ", config.router().node_batch_max()));
   }
   if (!config.node().enabled() && !config.router().enabled()) {
     return Invalid("node.enabled",

@@ -33,6 +33,7 @@ TEST(ConfigTest, TextprotoParsesAndValidates) {
   EXPECT_EQ(config.scenarios(0).default_ttl().seconds(), 60);
   EXPECT_EQ(config.node().heartbeat_interval().seconds(), 1);
   EXPECT_EQ(config.router().default_deadline().seconds(), 10);
+  EXPECT_EQ(config.router().watch_progress_interval().seconds(), 10);
   EXPECT_EQ(config.router().node_calls_in_flight(), 4);
   EXPECT_EQ(config.router().node_batch_max(), 64);
   EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
@@ -119,13 +120,18 @@ TEST(ConfigTest, InvalidFieldsAreNamed) {
        "node.heartbeat_interval: must be at least 10ms"},
       {"nice too low", [](v1::Config& c) { c.mutable_node()->set_processor_nice(-21); },
        "node.processor_nice: must be between -20 and 19, got -21"},
-      {"calls in flight",
-       [](v1::Config& c) { c.mutable_router()->set_node_calls_in_flight(-1); },
+      {"calls in flight", [](v1::Config& c) { c.mutable_router()->set_node_calls_in_flight(-1); },
        "router.node_calls_in_flight: must be >= 1, got -1"},
       {"batch too large", [](v1::Config& c) { c.mutable_router()->set_node_batch_max(1001); },
        "router.node_batch_max: must be in [1, 1000], got 1001"},
       {"nice too high", [](v1::Config& c) { c.mutable_node()->set_processor_nice(20); },
        "node.processor_nice: must be between -20 and 19, got 20"},
+      {"progress too often",
+       [](v1::Config& c) {
+         c.mutable_router()->mutable_watch_progress_interval()->set_seconds(0);
+         c.mutable_router()->mutable_watch_progress_interval()->set_nanos(500'000'000);
+       },
+       "router.watch_progress_interval: must be at least 1s"},
   };
   for (const BadCase& bad : cases) {
     SCOPED_TRACE(bad.name);

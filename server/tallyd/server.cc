@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -115,6 +117,9 @@ absl::Status Server::Start() {
     feed_ = std::make_unique<watch::ChangeFeed>(config_);
     watch::WatchOptions watch_options;
     watch_options.max_queued = static_cast<size_t>(config_.router().watch_max_queued());
+    // The feed ticks about once a second.
+    watch_options.idle_ticks_per_progress = static_cast<int>(std::max<int64_t>(
+        1, config::DurationMs(config_.router().watch_progress_interval()) / 1000));
     report_limit_ = std::make_unique<auth::ReportRateLimiter>(config_.router().reports_per_second(),
                                                               config_.router().report_burst());
     watch_limit_ = std::make_unique<auth::WatchLimiter>(config_.router().max_watches());
@@ -262,9 +267,8 @@ std::string Server::RenderMetrics() const {
         "divided by tally_batches_total, a batch's average.\n"
         "# TYPE tally_batch_seconds_total counter\n");
     for (int i = 0; i < node::kBatchPhases; ++i) {
-      absl::StrAppend(&out, "tally_batch_seconds_total{phase=\"", node::kBatchPhaseNames[i],
-                      "\"} ", absl::StrFormat("%.6f", absl::ToDoubleSeconds(batches.time[i])),
-                      "\n");
+      absl::StrAppend(&out, "tally_batch_seconds_total{phase=\"", node::kBatchPhaseNames[i], "\"} ",
+                      absl::StrFormat("%.6f", absl::ToDoubleSeconds(batches.time[i])), "\n");
     }
   }
   if (feed_ != nullptr) {

@@ -61,6 +61,13 @@ struct ChangeItem {
 bool ParseChangeItem(const void* payload, size_t size, int32_t partition, int64_t offset,
                      ChangeItem& item);
 
+// The feed's position in one scenario at one progress tick, and the WatchStateResponse carrying
+// Progress with that position as its resume token, serialized once for every watcher it goes to.
+struct ProgressTick {
+  std::vector<int64_t> positions;
+  grpc::Slice response;
+};
+
 class Subscriber {
  public:
   virtual ~Subscriber() = default;
@@ -68,9 +75,9 @@ class Subscriber {
   // partition, from the positions Subscribe() returned. One item is shared by every subscriber
   // it matches (the feed copies nothing per watcher): keep the pointer, not a copy.
   virtual void OnLive(const std::shared_ptr<const ChangeItem>& item) = 0;
-  // About once a second: every event before `positions` has been passed to OnLive or did not
-  // match.
-  virtual void OnProgress(const std::vector<int64_t>& positions) = 0;
+  // About once a second: every event before `tick->positions` has been passed to OnLive or did
+  // not match. One tick is shared by every subscriber of the scenario.
+  virtual void OnProgress(const std::shared_ptr<const ProgressTick>& tick) = 0;
   // Events waiting to be written (for DescribeCluster's watcher lag).
   virtual size_t queued() const = 0;
 };

@@ -21,7 +21,7 @@ constexpr size_t kMaxBacklog = 1024;
 
 struct BacklogEnd {};
 struct ProgressItem {
-  std::vector<int64_t> positions;
+  std::shared_ptr<const ProgressTick> tick;
 };
 // The snapshot is complete; the stream continues from its changes offsets.
 struct SnapshotDoneItem {
@@ -91,16 +91,20 @@ class WatchStream final : public WatchCallbacks, public Subscriber {
     }
     Advance();
   }
-  void OnProgress(const std::vector<int64_t>& positions) override {
+  void OnProgress(const std::shared_ptr<const ProgressTick>& tick) override {
     std::lock_guard lock(mu_);
     if (finished_ || !backlog_done_ || writing_ || !live_.empty()) return;
-    // Idle since the previous call, about a second ago. (A flag, not a clock read per write:
-    // with 10,000 watchers those reads were a visible share of the fan-out.)
-    if (!idle_) {
-      idle_ = true;
+    // Ticks come about once a second; counting them, not reading a clock per write (with 10,000
+    // watchers those reads were a visible share of the fan-out). The first tick after a stream
+    // goes live gives a client that has no token yet its first one (and tells it the watch is
+    // live). After that an idle stream gets a token every options_.idle_ticks_per_progress
+    // ticks, and only when the feed moved past the one it holds: a token is for resuming
+    // without a long backlog read, and 10,000 idle watchers written to every second cost a core.
+    if (has_token_ && (++idle_ticks_ < options_.idle_ticks_per_progress ||
+                       NotAfter(tick->positions, delivered_))) {
       return;
     }
-    live_.push_back(ProgressItem{positions});
+    live_.push_back(ProgressItem{tick});
     Advance();
   }
   size_t queued() const override {
@@ -261,6 +265,7 @@ class WatchStream final : public WatchCallbacks, public Subscriber {
           // The common case: the feed's bytes, token included, shared with every watcher.
           delivered_ = change.positions;
           grpc::ByteBuffer shared(&change.response, 1);  // a reference, not a copy
+          has_token_ = true;
           StartWriteLocked(shared);
           return;
         }
@@ -281,8 +286,17 @@ class WatchStream final : public WatchCallbacks, public Subscriber {
         delivered_ = done->positions;
         response_.mutable_snapshot_done();
       } else if (auto* progress = std::get_if<ProgressItem>(&*next)) {
+        const ProgressTick& tick = *progress->tick;
+        if (NotAfter(delivered_, tick.positions)) {
+          // The common case: the tick's bytes, token included, shared with every watcher.
+          delivered_ = tick.positions;
+          grpc::ByteBuffer shared(&tick.response, 1);  // a reference, not a copy
+          has_token_ = true;
+          StartWriteLocked(shared);
+          return;
+        }
         for (int32_t p = 0; p < partitions_; ++p) {
-          delivered_[p] = std::max(delivered_[p], progress->positions[p]);
+          delivered_[p] = std::max(delivered_[p], tick.positions[p]);
         }
         response_.mutable_progress();
       } else {  // BacklogEnd
@@ -293,7 +307,6 @@ class WatchStream final : public WatchCallbacks, public Subscriber {
       }
       response_.set_resume_token(EncodeResumeToken(Position{request_.scenario(), delivered_}));
       SerializeAndWriteLocked(response_);
-      if (response_.has_progress()) idle_ = true;  // a progress message does not end idleness
       return;
     }
   }
@@ -310,17 +323,18 @@ class WatchStream final : public WatchCallbacks, public Subscriber {
   void StartWriteLocked(grpc::ByteBuffer& buffer) {
     write_buffer_.Swap(&buffer);
     writing_ = true;
-    idle_ = false;
+    idle_ticks_ = 0;
     call_.StartWrite(&write_buffer_);
   }
   void SerializeAndWriteLocked(const v1::WatchStateResponse& response) {
     bool own_buffer = false;
     grpc::ByteBuffer buffer;
     // Serializing a message we built cannot fail.
-    grpc::Status status =
-        grpc::SerializationTraits<v1::WatchStateResponse>::Serialize(response, &buffer, &own_buffer);
+    grpc::Status status = grpc::SerializationTraits<v1::WatchStateResponse>::Serialize(
+        response, &buffer, &own_buffer);
     assert(status.ok());
     (void)status;
+    if (!response.resume_token().empty()) has_token_ = true;
     StartWriteLocked(buffer);
   }
 
@@ -360,7 +374,8 @@ class WatchStream final : public WatchCallbacks, public Subscriber {
   bool writing_ = false;
   bool finished_ = false;
   bool overflowed_ = false;
-  bool idle_ = true;  // nothing but progress written since the last OnProgress
+  bool has_token_ = false;  // a message with a resume token was written
+  int idle_ticks_ = 0;      // progress ticks since the last write
   v1::WatchStateResponse response_;
   grpc::ByteBuffer write_buffer_;  // the message being written
 };
