@@ -2,7 +2,9 @@
 // (completion-queue-API streams over 16 connections), and paced changes. Prints, as a table, the
 // delivery latency p50/p99 from the change's time (stamped by the processor in the transaction
 // that commits it) to its receipt by each watcher, next to baselines measured in the same run:
-// an empty gRPC call (Health/Check) and the same delivery with one watcher. Also the router's
+// an empty gRPC call (Health/Check) and the same delivery with one watcher. N watchers twice:
+// each following every object (every event goes to all N: the worst case), and each following
+// one of 50 objects (an event goes to N / 50 of them). Also the router's
 // memory per watcher (RSS growth while the watchers connect, divided by their number), and the
 // CPU time the router and this client spent per event while the N watchers received them: the
 // router, the broker and this client share the machine's cores, so a slow figure can be told
@@ -14,6 +16,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -48,14 +51,17 @@ using google::protobuf::util::TimeUtil;
 // of its own group.
 class Watchers {
  public:
-  Watchers(const std::vector<std::unique_ptr<v1::StateService::Stub>>& stubs, int n, int queues) {
+  // Watcher i follows `object_key(i)`, or every object when that is empty.
+  Watchers(const std::vector<std::unique_ptr<v1::StateService::Stub>>& stubs, int n, int queues,
+           const std::function<std::string(int)>& object_key = {}) {
     for (int q = 0; q < queues; ++q) queues_.push_back(std::make_unique<grpc::CompletionQueue>());
     for (int i = 0; i < n; ++i) {
       auto w = std::make_unique<Watcher>();
       v1::WatchStateRequest request;
       request.set_scenario(TestCluster::kScenario);
+      if (object_key) request.set_object_key(object_key(i));
       w->reader = stubs[i % stubs.size()]->PrepareAsyncWatchState(&w->context, request,
-                                                                 queues_[i % queues].get());
+                                                                  queues_[i % queues].get());
       watchers_.push_back(std::move(w));
     }
     for (auto& q : queues_) threads_.emplace_back([this, cq = q.get()] { Poll(cq); });
@@ -126,8 +132,8 @@ class Watchers {
         if (w->response.has_change()) {
           const int64_t now = absl::ToUnixMicros(absl::Now());
           std::lock_guard lock(w->mu);
-          w->latencies_us.push_back(
-              now - TimeUtil::TimestampToMicroseconds(w->response.change().time()));
+          w->latencies_us.push_back(now -
+                                    TimeUtil::TimestampToMicroseconds(w->response.change().time()));
         }
         w->responses.fetch_add(1);
       }
@@ -162,15 +168,24 @@ std::string LoadAverage() {
   return absl::StrCat(a, " ", b, " ", c);
 }
 
-// Writes `events` changes, one every `pace`, and waits until every watcher has them all.
-bool Drive(TestCluster& cluster, Watchers& watchers, int events, absl::Duration pace,
-           int round) {
-  std::vector<size_t> before;
-  for (size_t i = 0; i < watchers.size(); ++i) before.push_back(watchers.changes(i));
+// The changes go to kObjects objects in turn: change i to ObjectOf(i).
+constexpr int kObjects = 50;
+std::string ObjectOf(int i) { return absl::StrCat("bench-", i % kObjects); }
+
+// Writes `events` changes, one every `pace`, and waits until every watcher has those it
+// follows: all of them, or with `per_object` those of its object, ObjectOf(watcher index).
+bool Drive(TestCluster& cluster, Watchers& watchers, int events, absl::Duration pace, int round,
+           bool per_object = false) {
+  std::vector<size_t> expected;
+  for (size_t i = 0; i < watchers.size(); ++i) {
+    size_t mine = events;
+    if (per_object) mine = events / kObjects + (static_cast<int>(i % kObjects) < events % kObjects);
+    expected.push_back(watchers.changes(i) + mine);
+  }
   for (int i = 0; i < events; ++i) {
     // Every report a change.
     v1::ReportStateRequest request =
-        ReportRequest(absl::StrCat("bench-", i % 50), "a", absl::StrCat("r", round, "-", i / 50));
+        ReportRequest(ObjectOf(i), "a", absl::StrCat("r", round, "-", i / kObjects));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::ReportStateResponse response;
@@ -180,7 +195,7 @@ bool Drive(TestCluster& cluster, Watchers& watchers, int events, absl::Duration 
   return WaitFor(
       [&] {
         for (size_t i = 0; i < watchers.size(); ++i) {
-          if (watchers.changes(i) < before[i] + events) return false;
+          if (watchers.changes(i) < expected[i]) return false;
         }
         return true;
       },
@@ -263,10 +278,27 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> many_us = many.Latencies();
   many.Stop();
 
+  // N watchers again, each following one of the kObjects objects: an event goes to N / kObjects
+  // of them (dashboards following one site each, rather than every watcher every change).
+  Watchers by_object(stubs, n, kQueues, [](int i) { return ObjectOf(i); });
+  if (!registered(by_object)) {
+    std::cerr << "per-object watchers did not all register\n";
+    return 1;
+  }
+  const absl::Duration by_object_cpu_before = CpuTime(pid);
+  if (!Drive(cluster, by_object, events, pace, 2, /*per_object=*/true)) {
+    std::cerr << "not every per-object watcher got its events\n" << cluster.Logs();
+    return 1;
+  }
+  const absl::Duration by_object_cpu = CpuTime(pid) - by_object_cpu_before;
+  std::vector<int64_t> by_object_us = by_object.Latencies();
+  by_object.Stop();
+
   auto ms = [](const std::vector<int64_t>& us, double q) { return bench::Percentile(us, q, 1e3); };
   const double empty_p50 = ms(empty_us, 0.5), empty_p99 = ms(empty_us, 0.99);
   const double one_p50 = ms(one_us, 0.5), one_p99 = ms(one_us, 0.99);
   const double many_p50 = ms(many_us, 0.5), many_p99 = ms(many_us, 0.99);
+  const double by_object_p50 = ms(by_object_us, 0.5), by_object_p99 = ms(by_object_us, 0.99);
   std::cout << absl::StrFormat(
       "%d watchers on one router, %d changes one every %s; latency from the change's time to "
       "receipt.\n\n",
@@ -279,16 +311,23 @@ int Main(int argc, char** argv) {
   std::cout << absl::StrFormat("| delivery to each of %d watchers | %.2f | %.2f | %.1f |\n", n,
                                many_p50, many_p99, many_p99 / empty_p99);
   std::cout << absl::StrFormat(
-      "\nSamples: %zu deliveries. Target: p99 <= 50 ms -> %s. Router memory: %.1f KiB per "
+      "| %d watchers, each following one of %d objects: delivery to the %d of an event's object "
+      "| %.2f | %.2f | %.1f |\n",
+      n, kObjects, n / kObjects, by_object_p50, by_object_p99, by_object_p99 / empty_p99);
+  std::cout << absl::StrFormat(
+      "\nSamples: %zu deliveries to every watcher, %zu to watchers of one object. Target: p99 <= "
+      "50 ms with every watcher receiving every event -> %s. Router memory: %.1f KiB per "
       "watcher (RSS %d -> %d KiB).\n",
-      many_us.size(), many_p99 <= 50 ? "met" : "NOT met",
+      many_us.size(), by_object_us.size(), many_p99 <= 50 ? "met" : "NOT met",
       static_cast<double>(rss_after - rss_before) / n, rss_before, rss_after);
   std::cout << absl::StrFormat(
       "CPU per event while %d watchers received them: router %.1f ms, this client %.1f ms (%d "
       "cores shared by router, broker and client; load average %s before, %s after).\n",
       n, absl::ToDoubleMilliseconds(router_cpu) / events,
-      absl::ToDoubleMilliseconds(client_cpu) / events, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
-      load_before, load_after);
+      absl::ToDoubleMilliseconds(client_cpu) / events,
+      static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)), load_before, load_after);
+  std::cout << absl::StrFormat("Router CPU per event with watchers of one object each: %.1f ms.\n",
+                               absl::ToDoubleMilliseconds(by_object_cpu) / events);
   return 0;
 }
 
