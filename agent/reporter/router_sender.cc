@@ -99,6 +99,11 @@ SendResult SendStream(tally::v1::StateService::StubInterface& stub, const std::s
   return result;
 }
 
+const Clock& RealClockInstance() {
+  static const RealClock* const kClock = new RealClock;
+  return *kClock;
+}
+
 }  // namespace
 
 StubFactory InsecureStubFactory(BackoffOptions reconnect) {
@@ -118,8 +123,10 @@ StubFactory StubFactoryWith(BackoffOptions reconnect,
   };
 }
 
-RouterSender::RouterSender(RouterSenderOptions options, StubFactory stubs)
-    : options_(std::move(options)), stub_factory_(std::move(stubs)) {
+RouterSender::RouterSender(RouterSenderOptions options, StubFactory stubs, const Clock* clock)
+    : options_(std::move(options)),
+      stub_factory_(std::move(stubs)),
+      clock_(clock != nullptr ? *clock : RealClockInstance()) {
   routers_.resize(options_.routers.size());
 }
 
@@ -158,14 +165,15 @@ SendResult RouterSender::SendTo(size_t index, const std::string& token, absl::Ti
   const std::string& endpoint = options_.routers[index];
   if (router.stub == nullptr) router.stub = stub_factory_(endpoint);
   if (reports.size() == 1) return SendOne(*router.stub, token, deadline, reports[0]);
-  if (router.streams_only) return SendStream(*router.stub, token, deadline, reports);
+  const absl::Time now = clock_.Now();
+  if (now < router.streams_until) return SendStream(*router.stub, token, deadline, reports);
   SendResult batch = SendBatch(*router.stub, token, deadline, reports);
   if (absl::IsUnimplemented(batch.status)) {
-    router.streams_only = true;
+    router.streams_until = now + options_.batch_retry_after;
     log::Info(
         "router does not know ReportBatch (older than this agent): sending it batches as "
-        "ReportStates streams from now on",
-        {{"router", endpoint}});
+        "ReportStates streams, and asking again later",
+        {{"router", endpoint}, {"ask_again_in", absl::FormatDuration(options_.batch_retry_after)}});
     return SendStream(*router.stub, token, deadline, reports);
   }
   if (!absl::IsInvalidArgument(batch.status)) return batch;

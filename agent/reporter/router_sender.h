@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "agent/reporter/backoff.h"
+#include "agent/reporter/clock.h"
 #include "agent/reporter/report_sender.h"
 #include "grpcpp/security/credentials.h"
 #include "tally/v1/state.grpc.pb.h"
@@ -32,6 +33,9 @@ struct RouterSenderOptions {
   // Empty: no authorization header.
   std::string token_file;
   absl::Duration rpc_timeout = absl::Seconds(5);
+  // How long a router that answered ReportBatch with UNIMPLEMENTED gets streams before it is
+  // asked again (it may have been upgraded meanwhile, in a rolling upgrade).
+  absl::Duration batch_retry_after = absl::Minutes(10);
 };
 
 // Sends to Tally's routers over gRPC: one report with ReportState, more with one ReportBatch
@@ -39,8 +43,9 @@ struct RouterSenderOptions {
 // (INVALID_ARGUMENT aside, below); a failed batch may be sent again whole.
 //
 // Routers older than ReportBatch answer it with UNIMPLEMENTED: that batch, and every later one
-// to the same router endpoint for the life of the sender, goes as one ReportStates stream (one
-// response per report, in order; logged once per endpoint at info). A batch refused as
+// to the same router endpoint for batch_retry_after, goes as one ReportStates stream (one
+// response per report, in order; logged at info); then ReportBatch is tried there again, so an
+// agent notices a router upgraded under it. A batch refused as
 // INVALID_ARGUMENT is sent again as a ReportStates stream to the same router: a refused
 // ReportBatch writes nothing and names the bad report only in its message, while the stream
 // delivers the reports before it and stops there, so `delivered` is the index of the refused
@@ -54,7 +59,8 @@ struct RouterSenderOptions {
 // Send is called from one thread at a time (ReportSender's contract).
 class RouterSender : public ReportSender {
  public:
-  RouterSender(RouterSenderOptions options, StubFactory stubs);
+  // `clock` (null: the real one) must outlive the sender.
+  RouterSender(RouterSenderOptions options, StubFactory stubs, const Clock* clock = nullptr);
 
   SendResult Send(std::span<const tally::v1::ReportStateRequest> reports) override;
 
@@ -64,7 +70,8 @@ class RouterSender : public ReportSender {
  private:
   struct Router {
     std::unique_ptr<tally::v1::StateService::StubInterface> stub;  // made on first use
-    bool streams_only = false;  // it answered ReportBatch with UNIMPLEMENTED
+    // Until then it gets streams: it answered ReportBatch with UNIMPLEMENTED.
+    absl::Time streams_until = absl::InfinitePast();
   };
 
   // One attempt at routers_[index]: the calls above, all within `deadline`.
@@ -74,6 +81,7 @@ class RouterSender : public ReportSender {
   // Constant after construction.
   const RouterSenderOptions options_;
   const StubFactory stub_factory_;
+  const Clock& clock_;
 
   // Only touched by the thread calling Send.
   std::vector<Router> routers_;  // by index in options_.routers

@@ -82,6 +82,33 @@ TEST(RouterSenderTest, RouterWithoutReportBatchGetsBatchesAsStreamsWithoutBeingA
   EXPECT_THAT(Keys(old_router.reports()), ElementsAre("o0", "o1", "o2", "o0", "o1"));
 }
 
+TEST(RouterSenderTest, RouterUpgradedUnderTheAgentGetsBatchesAgainAfterTheRetryDelay) {
+  FakeRouter router;
+  router.AnswerReportBatchUnimplemented();
+  ASSERT_TRUE(router.Start().ok());
+  ManualClock clock;
+  RouterSenderOptions options = To({router.address()});
+  options.batch_retry_after = absl::Minutes(10);
+  RouterSender sender(options, Stubs(), &clock);
+  ASSERT_TRUE(sender.Send(Reports(2)).status.ok());
+  EXPECT_EQ(router.batch_calls(), 1u);
+  EXPECT_EQ(router.stream_calls(), 1u);
+
+  router.AnswerReportBatchUnimplemented(false);  // upgraded
+  clock.Advance(absl::Minutes(9));
+  ASSERT_TRUE(sender.Send(Reports(2)).status.ok());
+  EXPECT_EQ(router.batch_calls(), 1u) << "not asked again before the retry delay";
+  EXPECT_EQ(router.stream_calls(), 2u);
+
+  clock.Advance(absl::Minutes(1));
+  SendResult later = sender.Send(Reports(3));
+  EXPECT_TRUE(later.status.ok()) << later.status;
+  EXPECT_EQ(later.delivered, 3u);
+  EXPECT_EQ(router.batch_calls(), 2u);
+  EXPECT_EQ(router.stream_calls(), 2u) << "the batch went as a ReportBatch";
+  EXPECT_THAT(Keys(router.reports()), ElementsAre("o0", "o1", "o0", "o1", "o0", "o1", "o2"));
+}
+
 TEST(RouterSenderTest, OnlyTheRouterWithoutReportBatchIsSentStreams) {
   FakeRouter old_router, new_router;
   old_router.AnswerReportBatchUnimplemented();

@@ -121,9 +121,9 @@ void FakeRouter::RefuseState(std::string state) {
   refused_state_ = std::move(state);
 }
 
-void FakeRouter::AnswerReportBatchUnimplemented() {
+void FakeRouter::AnswerReportBatchUnimplemented(bool unimplemented) {
   absl::MutexLock lock(&mu_);
-  batch_unimplemented_ = true;
+  batch_unimplemented_ = unimplemented;
 }
 
 namespace {

@@ -34,9 +34,10 @@ class FakeRouter {
   // Refuses reports with this state with INVALID_ARGUMENT: a ReportStates stream ends there, and
   // a ReportBatch holding one is refused whole (`reports[i].state: ...`), none of it recorded.
   void RefuseState(std::string state);
-  // Answers ReportBatch with UNIMPLEMENTED from now on, as a router older than it does (such a
-  // call is counted in batch_calls but records no authorization).
-  void AnswerReportBatchUnimplemented();
+  // Answers ReportBatch with UNIMPLEMENTED from now on (`unimplemented`), as a router older than
+  // it does (such a call is counted in batch_calls but records no authorization), or serves it
+  // again, as the same router once upgraded.
+  void AnswerReportBatchUnimplemented(bool unimplemented = true);
 
   // Accepted reports, in the order they arrived.
   std::vector<tally::v1::ReportStateRequest> reports() const;
