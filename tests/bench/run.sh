@@ -8,14 +8,15 @@
 #   tests/bench/run.sh [RESTORE_OBJECTS=1000000] [RUNS=3]
 #
 # TALLY_BENCH selects the benchmarks, comma-separated (default all):
-#   ingest    ReportStates → applied, 1 and 3 nodes, and report-to-visible latency at half load
-#             (INGEST_REPORTS, default 1000000)
+#   ingest    ReportStates and ReportBatch → applied, 1 and 3 nodes, and report-to-visible
+#             latency at half load (INGEST_REPORTS a phase, default 1000000)
 #   read      GetState through the router, at the owner, and ShardService.Get, with the C++ load
 #             generator and ghz (READ_OBJECTS 100000, READ_RATE 20000, READ_SECONDS 8)
 #   list      ListState paging through LIST_OBJECTS (1000000) objects; the node's memory
 #   failover  SIGKILL of an owner → first fresh read and first max_lag read (FAILOVER_RUNS 3)
 #   restore   changelog → shard, RESTORE_OBJECTS objects, median of RUNS runs
-#   watch     WatchState fan-out: WATCHERS (10000), WATCH_EVENTS (100), WATCH_PACE_MS (200)
+#   watch     WatchState fan-out: WATCHERS (10000) each following every object, then each one
+#             of 50 objects; WATCH_EVENTS (100), WATCH_PACE_MS (200)
 #   memory    memory.md (node and router memory), put together from list.md and watch.md; also
 #             rewritten after list or watch
 # TALLY_BUILD_DIR: the build directory (default build/ under the repository).
