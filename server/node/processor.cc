@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <functional>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -118,8 +119,9 @@ class Processor::Session {
   // Restores the partition's shard; returns the reports offset to consume from.
   absl::StatusOr<int64_t> Assign(const std::string& topic, int32_t partition);
   // The group's committed offset of a reports partition (-1: none), once no transaction that
-  // commits offsets for it is open.
-  absl::StatusOr<int64_t> StableCommittedOffset(const std::string& topic, int32_t partition);
+  // commits offsets for it is open. Calls `waiting` about every second while it waits.
+  absl::StatusOr<int64_t> StableCommittedOffset(const std::string& topic, int32_t partition,
+                                                const std::function<void()>& waiting);
   void Revoke(const std::string& topic, int32_t partition);
   static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* partitions, void* opaque);
@@ -660,19 +662,26 @@ void Processor::Session::OnRebalance(rd_kafka_resp_err_t err,
   }
 }
 
-absl::StatusOr<int64_t> Processor::Session::StableCommittedOffset(const std::string& topic,
-                                                                  int32_t partition) {
+absl::StatusOr<int64_t> Processor::Session::StableCommittedOffset(
+    const std::string& topic, int32_t partition, const std::function<void()>& waiting) {
   PartitionListPtr committed(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(committed.get(), topic.c_str(), partition);
   // A read_committed consumer asks for stable offsets (KIP-447): the broker answers
   // UNSTABLE_OFFSET_COMMIT, and librdkafka asks again, while a transaction that sent offsets for
   // the partition is open. The previous owner's last transaction ends within its timeout (the
-  // coordinator aborts it then), so waiting longer than that is an error.
-  const int timeout_ms = static_cast<int>(
-      config::DurationMs(config_.node().transaction_timeout()) + kStableOffsetMarginMs);
-  if (absl::Status s = kafka::KafkaStatus(
-          rd_kafka_committed(consumer_.get(), committed.get(), timeout_ms),
-          absl::StrCat("committed offset of ", topic, "/", partition));
+  // coordinator aborts it then), so waiting longer than that is an error. Asked a second at a
+  // time, so that `waiting` runs in between.
+  const absl::Time deadline =
+      absl::Now() + absl::Milliseconds(config::DurationMs(config_.node().transaction_timeout()) +
+                                       kStableOffsetMarginMs);
+  rd_kafka_resp_err_t err;
+  while ((err = rd_kafka_committed(consumer_.get(), committed.get(), 1000)) ==
+             RD_KAFKA_RESP_ERR__TIMED_OUT &&
+         absl::Now() < deadline) {
+    waiting();
+  }
+  if (absl::Status s =
+          kafka::KafkaStatus(err, absl::StrCat("committed offset of ", topic, "/", partition));
       !s.ok()) {
     return s;
   }
@@ -700,7 +709,14 @@ absl::StatusOr<int64_t> Processor::Session::Assign(const std::string& topic, int
     return shard.status();
   }
   std::shared_ptr<storage::Shard> shared = std::move(*shard);
-  registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});
+  // A standby copy claimed above stays a standby in the registry, answering lag-bounded reads
+  // with its lag, until the restore starts: the wait below for the previous owner's transaction
+  // can last the transaction timeout, and the claimed copy may be the partition's only other one
+  // (with standby_replicas: 1 it is), so its max_lag reads failed for all that time.
+  const std::optional<ShardInfo> claimed = registry_.Get(name, partition);
+  const bool warm = claimed.has_value() && claimed->role == ShardRole::kStandby &&
+                    claimed->shard == shared;
+  if (!warm) registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});
   auto fail = [&](absl::Status status) {
     registry_.Remove(name, partition);  // closes the shard, so the next session can open it
     standbys_.Release(name, partition);
@@ -719,8 +735,19 @@ absl::StatusOr<int64_t> Processor::Session::Assign(const std::string& topic, int
   // a transaction still open then is past the changelog's last stable offset, so the restore would
   // miss its records, and once it commits its offsets, consuming from them would skip its reports
   // for good (seen when a broker restart delayed the old owner's commit past the rebalance).
-  auto committed = StableCommittedOffset(topic, partition);
+  // Meanwhile a claimed standby's lag counts the reports that keep arriving.
+  auto refresh_lag = [&] {
+    if (!warm) return;
+    int64_t low = 0, high = -1;
+    if (rd_kafka_query_watermark_offsets(consumer_.get(), topic.c_str(), partition, &low, &high,
+                                         1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      registry_.SetProgress(name, partition, claimed->applied_offset, high);
+    }
+  };
+  if (end >= 0 && warm) registry_.SetProgress(name, partition, claimed->applied_offset, end);
+  auto committed = StableCommittedOffset(topic, partition, refresh_lag);
   if (!committed.ok()) return fail(committed.status());
+  if (warm) registry_.Put(ShardInfo{name, partition, ShardRole::kRestoring, shared});
   ChangelogRestorer restorer(properties_);
   auto stats = restorer.Restore(
       *shared, config::ChangelogTopic(config_, name), partition, absl::Seconds(60),
