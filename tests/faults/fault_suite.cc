@@ -65,8 +65,7 @@ void FaultTest::SetUp() {
   } else {
     seed_ = std::random_device{}();
   }
-  std::cout << "seed: " << seed_ << " (replay with TALLY_FAULTS_SEED=" << seed_ << ")"
-            << std::endl;
+  std::cout << "seed: " << seed_ << " (replay with TALLY_FAULTS_SEED=" << seed_ << ")" << std::endl;
   rng_.seed(seed_);
   for (int i = 0; i < kKeys; ++i) keys_.push_back(absl::StrCat("k-", i));
 }
@@ -81,8 +80,8 @@ void FaultTest::TearDown() {
 }
 
 void FaultTest::StartClusterAndLoad(const std::string& bootstrap) {
-  cluster_ = std::make_unique<TestCluster>(bootstrap, kPartitions, "", "", "",
-                                           "standby_replicas: 1");
+  cluster_ =
+      std::make_unique<TestCluster>(bootstrap, kPartitions, "", "", "", "standby_replicas: 1");
   for (const std::string& id : kNodes) ASSERT_TRUE(cluster_->StartNode(id).ok()) << id;
   for (const std::string id : {"r1", "r2"}) {
     ASSERT_TRUE(cluster_->StartRouter(id).ok()) << id;
@@ -92,8 +91,8 @@ void FaultTest::StartClusterAndLoad(const std::string& bootstrap) {
 
   watchers_ = std::make_unique<Watchers>(pool_, "k-", kWatchers);
   ASSERT_TRUE(WaitFor([&] { return watchers_->Registered(); }, absl::Seconds(30)));
-  agents_ = std::make_unique<Agents>(pool_, oracle_, keys_, kAgents, rng_(),
-                                     absl::Milliseconds(30));
+  agents_ =
+      std::make_unique<Agents>(pool_, oracle_, keys_, kAgents, rng_(), absl::Milliseconds(30));
   std::map<int, std::vector<std::string>> by_partition;
   for (const std::string& key : keys_) {
     by_partition[kafka::PartitionFor(key, kPartitions)].push_back(key);
@@ -148,9 +147,9 @@ std::string FaultTest::ClusterReport() {
       absl::StrAppend(&out, "\n  node ", n.id(), n.alive() ? " alive" : " dead");
     }
     for (const v1::PartitionInfo& p : cluster->partitions()) {
-      absl::StrAppend(&out, "\n  partition ", p.partition(), " ", v1::PartitionStatus_Name(p.status()),
-                      " on ", p.active_node(), " standbys [", absl::StrJoin(p.standbys(), ","),
-                      "] lag ", p.lag());
+      absl::StrAppend(&out, "\n  partition ", p.partition(), " ",
+                      v1::PartitionStatus_Name(p.status()), " on ", p.active_node(), " standbys [",
+                      absl::StrJoin(p.standbys(), ","), "] lag ", p.lag());
     }
     absl::StrAppend(&out, "\n");
   }
@@ -222,8 +221,8 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
   final_versions_ = final_versions;
 
   // 4. Watchers: every version of every object, once, in order, ending at the final states.
-  const bool reached = WaitFor([&] { return watchers_->Reached(final_versions); },
-                               absl::Seconds(60));
+  const bool reached =
+      WaitFor([&] { return watchers_->Reached(final_versions); }, absl::Seconds(60));
   watchers_->Stop();
   EXPECT_TRUE(reached) << "a watcher did not receive every change";
   EXPECT_THAT(watchers_->errors(), ::testing::IsEmpty());
@@ -307,12 +306,19 @@ void FaultTest::StopAndVerify(const std::string& scenario, const std::vector<abs
             << (failover == absl::InfiniteDuration() ? "not recovered" : Seconds(failover))
             << "   (fault to the first fresh read of every affected partition)\n"
             << "  failed fresh reads              " << fresh_failed << " of " << fresh << "\n"
-            << "  max_lag reads served by         " << absl::StrJoin(served_by, " ",
-                                                                absl::PairFormatter("="))
-            << "\n"
+            << "  max_lag reads served by         "
+            << absl::StrJoin(served_by, " ", absl::PairFormatter("=")) << "\n"
             << "  watch resumes                   " << resumes << std::endl;
   for (const auto& [error, n] : lagged_errors) {
     std::cout << "  max_lag read failure x" << n << ": " << error << std::endl;
+  }
+  // When and where each failed: which partition, and when it started and ended after the first
+  // fault, so the copies' roles then can be found in the nodes' logs.
+  for (const Readers::Read& r : reads) {
+    if (r.fresh || r.ok()) continue;
+    const absl::Time origin = faults.empty() ? r.start : faults.front();
+    std::cout << "    partition " << r.partition << ": started " << Seconds(r.start - origin)
+              << " after the fault, failed " << Seconds(r.end - origin) << " after it" << std::endl;
   }
   EXPECT_EQ(lagged_failed, 0) << "reads with max_lag " << kMaxLag << " failed";
   EXPECT_LE(longest_gap, gap_target) << "fresh reads of partition " << gap_partition;
